@@ -1,0 +1,164 @@
+"""Patient-frame geometry: canonical reorientation, isotropic resampling and mapping back.
+
+Frames
+------
+* Physical coordinates are **LPS millimetres** (x -> patient left, y -> posterior,
+  z -> superior), the frame SimpleITK and DICOM use. Slicer's RAS is converted at its adapter.
+* The **canonical grid** has identity direction and isotropic spacing (1.0 mm by default).
+  Its numpy array (``sitk.GetArrayFromImage``) is indexed ``[k, j, i] = [S, P, L]``: axis 0
+  runs inferior -> superior, axis 1 anterior -> posterior, axis 2 patient right -> left.
+
+All functions take and return ``SimpleITK.Image`` objects (which carry spacing, origin and
+direction) or numpy arrays of LPS points, never bare arrays whose geometry must be guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+CANONICAL_SPACING_MM = 1.0
+AIR_HU = -1024.0
+
+_INTERPOLATORS = {
+    "linear": sitk.sitkLinear,
+    "nearest": sitk.sitkNearestNeighbor,
+    "bspline": sitk.sitkBSpline,
+    "label": sitk.sitkNearestNeighbor,
+}
+
+
+def direction_matrix(image: sitk.Image) -> np.ndarray:
+    """3x3 direction cosine matrix; column c is the LPS direction of index axis c."""
+    return np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+
+
+def index_to_lps_matrix(image: sitk.Image) -> np.ndarray:
+    """3x3 matrix M with ``lps = origin + M @ ijk`` (ijk in SimpleITK's i, j, k order)."""
+    return direction_matrix(image) @ np.diag(np.asarray(image.GetSpacing(), dtype=float))
+
+
+def index_to_lps(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
+    """Continuous indices (N, 3) in (i, j, k) order -> LPS points (N, 3) in mm."""
+    ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
+    return ijk @ index_to_lps_matrix(image).T + np.asarray(image.GetOrigin(), dtype=float)
+
+
+def lps_to_index(image: sitk.Image, lps: np.ndarray) -> np.ndarray:
+    """LPS points (N, 3) in mm -> continuous indices (N, 3) in (i, j, k) order."""
+    lps = np.atleast_2d(np.asarray(lps, dtype=float))
+    inv = np.linalg.inv(index_to_lps_matrix(image))
+    return (lps - np.asarray(image.GetOrigin(), dtype=float)) @ inv.T
+
+
+def orientation_code(image: sitk.Image) -> str:
+    """Three-letter code of the closest axis-aligned orientation, e.g. ``"LPS"`` or ``"RAI"``.
+
+    Letter c names the patient direction that index axis c points *towards*.
+    """
+    d = direction_matrix(image)
+    letters = []
+    for c in range(3):
+        axis = int(np.argmax(np.abs(d[:, c])))
+        positive = d[axis, c] > 0
+        letters.append(("L", "P", "S")[axis] if positive else ("R", "A", "I")[axis])
+    return "".join(letters)
+
+
+def obliquity_deg(image: sitk.Image) -> float:
+    """Largest angle (degrees) between an index axis and its nearest patient axis."""
+    d = direction_matrix(image)
+    cosines = np.max(np.abs(d), axis=0).clip(-1.0, 1.0)
+    return float(np.degrees(np.arccos(cosines)).max())
+
+
+def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) LPS corners of the box covered by the voxels (voxel edges, not centres)."""
+    size = np.asarray(image.GetSize(), dtype=float)
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float)
+    ijk = corners * size - 0.5
+    pts = index_to_lps(image, ijk)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def canonical_reference(
+    image: sitk.Image, spacing_mm: float = CANONICAL_SPACING_MM,
+    bounds: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> sitk.Image:
+    """An empty canonical grid (identity direction, isotropic spacing) covering ``bounds``.
+
+    ``bounds`` defaults to the physical extent of ``image``; pass an ROI's (min, max) LPS
+    corners to make a canonical crop.
+    """
+    lo, hi = bounds if bounds is not None else physical_bounds(image)
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    size = np.maximum(np.ceil((hi - lo) / spacing_mm - 1e-6).astype(int), 1)
+    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    ref.SetSpacing([float(spacing_mm)] * 3)
+    ref.SetDirection(np.eye(3).ravel().tolist())
+    ref.SetOrigin((lo + 0.5 * spacing_mm).tolist())
+    return ref
+
+
+def resample_like(
+    image: sitk.Image, reference: sitk.Image, interpolator: str = "linear",
+    default_value: float | None = None, antialias: bool = False,
+) -> sitk.Image:
+    """Resample ``image`` onto ``reference``'s grid through physical (LPS) space.
+
+    ``interpolator`` is ``"linear"``/``"bspline"`` for intensities and ``"nearest"``/``"label"``
+    for label maps. ``antialias`` Gaussian-smooths intensities first when the target grid is
+    coarser than the source, so thin cortex is averaged rather than aliased.
+    """
+    if interpolator not in _INTERPOLATORS:
+        raise ValueError(f"unknown interpolator {interpolator!r}")
+    is_label = interpolator in ("nearest", "label")
+    if default_value is None:
+        default_value = 0.0 if is_label else AIR_HU
+    src = image
+    if antialias and not is_label:
+        src_sp = np.asarray(image.GetSpacing(), dtype=float)
+        dst_sp = float(min(reference.GetSpacing()))
+        sigma = np.sqrt(np.clip((dst_sp**2 - src_sp**2), 0.0, None)) * 0.4
+        if np.any(sigma > 0.05):
+            src = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32),
+                                                  sigma.tolist())
+    pixel = src.GetPixelID() if is_label else sitk.sitkFloat32
+    return sitk.Resample(src, reference, sitk.Transform(), _INTERPOLATORS[interpolator],
+                         float(default_value), pixel)
+
+
+def to_canonical(
+    image: sitk.Image, spacing_mm: float = CANONICAL_SPACING_MM, interpolator: str = "linear",
+    bounds: tuple[Sequence[float], Sequence[float]] | None = None, antialias: bool = True,
+) -> sitk.Image:
+    """Reorient to the canonical LPS frame and resample to isotropic ``spacing_mm``.
+
+    Works for any direction matrix (axial, sagittal, coronal, flipped, permuted, oblique):
+    resampling goes through physical space, so patient left stays patient left.
+    """
+    ref = canonical_reference(image, spacing_mm, bounds)
+    return resample_like(image, ref, interpolator, antialias=antialias)
+
+
+def to_input_grid(
+    image: sitk.Image, input_image: sitk.Image, interpolator: str = "linear",
+    default_value: float = 0.0,
+) -> sitk.Image:
+    """Map a label map or heat map computed on another grid back onto the input's own grid."""
+    return resample_like(image, input_image, interpolator, default_value=default_value)
+
+
+def array_lps(image: sitk.Image) -> np.ndarray:
+    """The image's voxels as a numpy array indexed [k, j, i] (SimpleITK order)."""
+    return sitk.GetArrayFromImage(image)
+
+
+def copy_geometry(array_kji: np.ndarray, like: sitk.Image) -> sitk.Image:
+    """Wrap a [k, j, i] array in an image with ``like``'s spacing, origin and direction."""
+    out = sitk.GetImageFromArray(array_kji)
+    out.CopyInformation(like)
+    return out

@@ -1,0 +1,118 @@
+"""Result objects that cross module boundaries (measure -> classify -> report -> Slicer).
+
+Units are in the names (``_mm``, ``_deg``, ``_s``); points and vectors are LPS. ``to_dict``
+gives the JSON form that ``report.json`` uses (schema in ``c2net/schemas/report.schema.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+SIDES = ("left", "right")
+REPORT_SCHEMA_VERSION = "1.0"
+
+Vec3 = Tuple[float, float, float]
+
+
+def _r(x: Optional[float], nd: int = 3) -> Optional[float]:
+    return None if x is None else round(float(x), nd)
+
+
+def _v(v: Any, nd: int = 4) -> Optional[List[float]]:
+    return None if v is None else [round(float(c), nd) for c in v]
+
+
+@dataclass
+class PedicleMeasurement:
+    """One side's isthmus measurement (output of :mod:`c2net.measure`)."""
+
+    side: str
+    mpd_mm: float                     # smallest outer (cortex-to-cortex) diameter, narrowest section
+    mpd_direction_lps: Vec3           # unit vector, in the section plane, along which MPD lies
+    mpd_endpoints_lps_mm: Tuple[Vec3, Vec3]  # the line across the isthmus (length = MPD)
+    inner_width_mm: float             # medullary (cancellous) width along the MPD direction
+    outer_height_mm: float            # outer diameter perpendicular to the MPD direction
+    inner_height_mm: float
+    isthmus_center_lps_mm: Vec3
+    axis_lps: Vec3                    # unit pedicle axis, pointing posterior -> anterior
+    medial_angle_deg: float           # axial-plane convergence towards the midline (anteriorly)
+    cranial_angle_deg: float          # elevation of the axis above the axial plane
+    mpd_uncertainty_mm: float         # estimated 1-sigma-ish uncertainty of mpd_mm
+    profile: List[Dict[str, float]] = field(default_factory=list)  # t_mm, outer/inner width
+    warnings: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "mpd_mm": _r(self.mpd_mm),
+            "mpd_direction_lps": _v(self.mpd_direction_lps),
+            "mpd_endpoints_lps_mm": [_v(p, 3) for p in self.mpd_endpoints_lps_mm],
+            "inner_width_mm": _r(self.inner_width_mm),
+            "height_mm": _r(self.outer_height_mm),
+            "inner_height_mm": _r(self.inner_height_mm),
+            "isthmus_center_lps_mm": _v(self.isthmus_center_lps_mm, 3),
+            "axis_lps": _v(self.axis_lps),
+            "medial_angle_deg": _r(self.medial_angle_deg, 2),
+            "cranial_angle_deg": _r(self.cranial_angle_deg, 2),
+            "mpd_uncertainty_mm": _r(self.mpd_uncertainty_mm),
+            "profile": [{k: _r(v) for k, v in row.items()} for row in self.profile],
+            "measurement_warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class IsthmusSlices:
+    """Five consecutive 1 mm axial slices around one isthmus, ready for the C3D.
+
+    ``hu`` is (5, H, W) float32 Hounsfield units, ordered wide -> narrow along the pedicle.
+    ``slice_centers_lps_mm`` gives, per slice in that order, the LPS point at the crop centre;
+    the crop is axis-aligned in the canonical frame (row -> posterior, column -> patient left)
+    with ``pixel_mm`` spacing, so pixel (r, c) of slice s sits at
+    ``center[s] + ((c - (W-1)/2) * pixel_mm, (r - (H-1)/2) * pixel_mm, 0)``.
+    """
+
+    side: str
+    hu: np.ndarray
+    slice_centers_lps_mm: List[Vec3]
+    pixel_mm: float = 1.0
+    mask: Optional[np.ndarray] = None   # (5, H, W) uint8 pedicle mask on the same pixels
+
+
+@dataclass
+class RiskPrediction:
+    """C2-Net output for one side (output of :mod:`c2net.classify`)."""
+
+    side: str
+    p_high_risk: float               # calibrated (temperature-scaled) softmax probability
+    logits: Tuple[float, float]      # raw (low, high) logits before calibration
+    temperature: float
+    cam_high_risk: np.ndarray        # (5, H, W) Grad-CAM of the high-risk class, 0..1
+    model_id: str = ""
+
+
+@dataclass
+class SideAssessment:
+    side: str
+    measurement: Optional[PedicleMeasurement] = None
+    prediction: Optional[RiskPrediction] = None
+    slices: Optional[IsthmusSlices] = None
+    verdict_mpd: Optional[str] = None
+    verdict_network: Optional[str] = None
+    agreement: Optional[str] = None
+    error: Optional[dict] = None
+
+    def to_dict(self) -> dict:
+        d: Dict[str, Any] = {}
+        if self.measurement is not None:
+            d.update(self.measurement.to_dict())
+        d["verdict_mpd"] = self.verdict_mpd
+        d["p_high_risk"] = None if self.prediction is None else _r(self.prediction.p_high_risk, 4)
+        d["verdict_network"] = self.verdict_network
+        d["agreement"] = self.agreement
+        if self.slices is not None:
+            d["classifier_slice_centers_lps_mm"] = [_v(c, 3) for c in self.slices.slice_centers_lps_mm]
+        if self.error is not None:
+            d["error"] = self.error
+        return d
