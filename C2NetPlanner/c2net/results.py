@@ -116,3 +116,49 @@ class SideAssessment:
         if self.error is not None:
             d["error"] = self.error
         return d
+
+
+@dataclass
+class Assessment:
+    """Everything one "Assess C2" run produced (output of :func:`c2net.assess.assess`).
+
+    The images are kept as SimpleITK images with the **input's own geometry** so that the
+    report writer and the Slicer module can save or display them without resampling:
+    ``segmentation`` (uint8: 0 background, 1 C2 pedicle left, 2 C2 pedicle right) and
+    ``attention`` (float32 0..1 Grad-CAM heat map, 0 outside the classifier's slices).
+    """
+
+    status: str = "ok"                       # "ok" or "error"
+    error: Optional[dict] = None             # {"code", "message", "hint"} when status == "error"
+    warnings: List[str] = field(default_factory=list)
+    input: Dict[str, Any] = field(default_factory=dict)        # path, format, size, spacing, ...
+    localisation: Dict[str, Any] = field(default_factory=dict)  # C2Location.to_dict()
+    sides: Dict[str, SideAssessment] = field(default_factory=dict)
+    settings: Dict[str, Any] = field(default_factory=dict)      # DecisionSettings.to_dict()
+    models: List[Dict[str, Any]] = field(default_factory=list)  # id, version, sha256, file
+    software: Dict[str, Any] = field(default_factory=dict)      # versions, execution provider
+    timings_s: Dict[str, float] = field(default_factory=dict)
+    ct: Any = None             # sitk.Image, the loaded input CT (HU, input geometry)
+    segmentation: Any = None   # sitk.Image on the input grid
+    attention: Any = None      # sitk.Image on the input grid
+    created_utc: str = ""
+
+    def to_dict(self) -> dict:
+        from . import DISCLAIMER
+
+        return {
+            "schema": "c2netplanner-report",
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "created_utc": self.created_utc,
+            "input": self.input,
+            "localisation": self.localisation,
+            "sides": {s: self.sides[s].to_dict() for s in SIDES if s in self.sides},
+            "settings": self.settings,
+            "models": self.models,
+            "software": self.software,
+            "timings_s": {k: round(float(v), 4) for k, v in self.timings_s.items()},
+            "disclaimer": DISCLAIMER,
+        }
