@@ -1,0 +1,64 @@
+"""C2-Net risk classification of one pedicle with ONNX Runtime, plus its Grad-CAM.
+
+:func:`predict_risk` takes the five isthmus slices from :func:`c2net.measure.isthmus_slices`
+(5 x 64 x 64 HU at 1 mm, wide -> narrow), windows and standardises them as the model's
+metadata says, runs the C3D graph (which returns logits and the Grad-CAM of both classes as
+forward outputs) and returns the temperature-scaled softmax probability of high risk and the
+high-risk Grad-CAM (5, H, W, 0..1) on the slices' own pixels.
+
+Note: with the paper's pooling the last conv block has depth 1, so the Grad-CAM is the same on
+all five slices (an 8 x 8 in-plane map, trilinearly upsampled).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+from .models import OnnxModel, load_model
+from .results import SIDES, IsthmusSlices, RiskPrediction
+
+HIGH_RISK_CLASS = 1
+
+
+def classifier_input(hu: np.ndarray, model: OnnxModel) -> np.ndarray:
+    """(5, H, W) HU -> (1, 3, 5, H, W) float32 network input."""
+    level, width = model.window
+    mean, std = model.mean_std
+    x = np.clip((np.asarray(hu, np.float32) - (level - width / 2.0)) / width, 0.0, 1.0)
+    x = (x - mean) / std
+    return np.repeat(x[None, None], 3, axis=1).astype(np.float32)
+
+
+def _expected_shape(model: OnnxModel):
+    shape = model.metadata.get("input", {}).get("shape", [None, 3, 5, 64, 64])
+    return tuple(int(s) for s in shape[2:])
+
+
+def predict_risk(slices: IsthmusSlices, model: Optional[OnnxModel] = None, model_dir=None,
+                 threads: Optional[int] = None) -> RiskPrediction:
+    """P(high risk) (temperature-scaled) and the high-risk Grad-CAM for one side."""
+    if slices.side not in SIDES:
+        raise InputError(f"side {slices.side!r} is not 'left' or 'right'")
+    hu = np.asarray(slices.hu)
+    if hu.ndim != 3 or not np.all(np.isfinite(hu)):
+        raise InputError(f"isthmus slices must be a finite (5, H, W) array, got {hu.shape}")
+    model = model or load_model("classifier", model_dir=model_dir, threads=threads)
+    want = _expected_shape(model)
+    if hu.shape != want:
+        raise InputError(f"isthmus slices have shape {hu.shape}, the classifier expects {want}",
+                         "Produce them with c2net.measure.isthmus_slices (5 x 64 x 64 at 1 mm).")
+    x = classifier_input(hu, model)
+    name = model.session.get_inputs()[0].name
+    logits, cam = model.session.run(["logits", "cam"], {name: x})
+    z = logits[0].astype(np.float64)
+    t = model.temperature
+    zt = z / t
+    zt = zt - zt.max()
+    p = np.exp(zt) / np.exp(zt).sum()
+    heat = np.clip(cam[0, HIGH_RISK_CLASS].astype(np.float32), 0.0, 1.0)
+    return RiskPrediction(side=slices.side, p_high_risk=float(p[HIGH_RISK_CLASS]),
+                          logits=(float(z[0]), float(z[1])), temperature=float(t),
+                          cam_high_risk=heat, model_id=f"{model.id}@{model.version}")

@@ -1,0 +1,522 @@
+"""Training data: manifest readers, preprocessing into cached arrays, augmentation, batches.
+
+Two manifest forms are read:
+
+* **CT manifest** (``c2net phantom --cohort N DIR`` writes ``DIR/manifest.csv``): one row per
+  patient with columns ``patient_id, ct, labels, truth`` (paths, relative to the manifest's
+  folder or absolute) and optionally ``mpd_left_mm, mpd_right_mm``. ``labels`` holds the label
+  values of docs/ARCHITECTURE.md (2 = left C2 pedicle, 3 = right C2 pedicle) and ``truth`` a
+  JSON with at least ``c2_center_lps_mm`` (and per-side MPD / isthmus centre).
+* **Slice manifest** (the paper's own form): one row per pedicle with columns
+  ``patient_id, side, label, slice1, ..., slice5`` - five JPEG/PNG slices (already windowed
+  grey images, 0..255) ordered wide -> narrow, ``label`` 1 = high risk, 0 = low risk.
+
+All network inputs use the window W2000/L800: HU -200..1800 -> 0..1 ("window units"); greyscale
+images of the paper's form are taken as already windowed (pixel / 255). Preprocessed arrays are
+cached as ``.npz`` files keyed by the source paths, their modification times and the
+preprocessing parameters, so epochs after the first cost no I/O or resampling.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+from ..geometry import to_canonical
+
+WINDOW_LEVEL_HU = 800.0
+WINDOW_WIDTH_HU = 2000.0
+HIGH_RISK_CUTOFF_MM = 4.78
+#: canonical ROI of the segmentation network, (x = L, y = P, z = S) in mm at 1 mm spacing
+SEG_ROI_MM = (96, 96, 48)
+SEG_JITTER_MM = 6
+CLS_SLICE_SHAPE = (5, 64, 64)
+LEFT_PEDICLE_LABEL, RIGHT_PEDICLE_LABEL = 2, 3
+
+
+def window_unit(hu: np.ndarray, level: float = WINDOW_LEVEL_HU,
+                width: float = WINDOW_WIDTH_HU) -> np.ndarray:
+    """HU -> 0..1 with the W/L window (float32)."""
+    lo = level - width / 2.0
+    return np.clip((np.asarray(hu, dtype=np.float32) - lo) / width, 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- manifests
+@dataclass
+class CTCase:
+    """One patient of a CT manifest (paths absolute)."""
+
+    patient_id: str
+    ct: Path
+    labels: Path
+    truth: Path
+    mpd_mm: Dict[str, Optional[float]] = field(default_factory=dict)  # side -> MPD (mm)
+
+    def load_truth(self) -> dict:
+        with open(self.truth, encoding="utf-8") as f:
+            return json.load(f)
+
+
+@dataclass
+class SliceItem:
+    """One pedicle of the paper's slice form."""
+
+    patient_id: str
+    side: str
+    label: int
+    slices: List[Path]
+
+
+def _read_rows(path: Path) -> List[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest {path} does not exist",
+                         "Give a CSV written by 'c2net phantom --cohort N DIR' (DIR/manifest.csv) "
+                         "or a slice manifest (patient_id, side, label, slice1..slice5).")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise InputError(f"manifest {path} has no rows", "Add one row per patient (or pedicle).")
+    return rows
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value.strip())
+    return p if p.is_absolute() else (base / p)
+
+
+def manifest_format(path: Path) -> str:
+    """``"ct"`` or ``"slices"`` from the manifest's columns."""
+    cols = set(_read_rows(path)[0].keys())
+    if {"ct", "labels", "truth"} <= cols:
+        return "ct"
+    if {"side", "label", "slice1"} <= cols:
+        return "slices"
+    raise InputError(f"manifest {path} has neither CT columns (ct, labels, truth) nor slice "
+                     f"columns (side, label, slice1..slice5); it has {sorted(cols)}",
+                     "See 'c2net train --help' for the two manifest forms.")
+
+
+def _float_or_none(v: Optional[str]) -> Optional[float]:
+    try:
+        return None if v is None or str(v).strip() == "" else float(v)
+    except ValueError:
+        return None
+
+
+def read_ct_manifest(path: Path) -> List[CTCase]:
+    rows = _read_rows(path)
+    base = Path(path).resolve().parent
+    out = []
+    for i, r in enumerate(rows):
+        missing = [c for c in ("ct", "labels", "truth") if not r.get(c)]
+        if missing:
+            raise InputError(f"manifest row {i + 2} lacks {missing}", "Fill in every path column.")
+        pid = (r.get("patient_id") or f"row{i + 2}").strip()
+        case = CTCase(pid, _resolve(base, r["ct"]), _resolve(base, r["labels"]),
+                      _resolve(base, r["truth"]),
+                      {"left": _float_or_none(r.get("mpd_left_mm")),
+                       "right": _float_or_none(r.get("mpd_right_mm"))})
+        for p in (case.ct, case.labels, case.truth):
+            if not p.exists():
+                raise InputError(f"manifest row {i + 2}: {p} does not exist",
+                                 "Paths are relative to the manifest's folder.")
+        out.append(case)
+    return out
+
+
+def read_slice_manifest(path: Path) -> List[SliceItem]:
+    rows = _read_rows(path)
+    base = Path(path).resolve().parent
+    out = []
+    for i, r in enumerate(rows):
+        side = (r.get("side") or "").strip().lower()
+        if side not in ("left", "right"):
+            raise InputError(f"slice manifest row {i + 2}: side {side!r} is not left/right",
+                             "Write 'left' or 'right' (patient sides).")
+        try:
+            label = int(float(r["label"]))
+        except (KeyError, ValueError):
+            raise InputError(f"slice manifest row {i + 2}: label must be 0 or 1",
+                             "1 = high risk (MPD < 4.78 mm), 0 = low risk.") from None
+        paths = [_resolve(base, r.get(f"slice{k}", "")) for k in range(1, 6)]
+        for p in paths:
+            if not p.is_file():
+                raise InputError(f"slice manifest row {i + 2}: {p} does not exist",
+                                 "Give five slice images per pedicle (slice1..slice5).")
+        out.append(SliceItem(str(r.get("patient_id", f"row{i + 2}")).strip(), side, label, paths))
+    return out
+
+
+# --------------------------------------------------------------------------- caching
+def _cache_key(paths: Sequence[Path], params: dict) -> str:
+    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{Path(p).resolve()}|{st.st_mtime_ns}|{st.st_size}".encode())
+    return h.hexdigest()[:20]
+
+
+def _cached(cache_dir: Optional[Path], name: str, paths: Sequence[Path], params: dict, build):
+    if cache_dir is None:
+        return build()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    f = cache_dir / f"{name}_{_cache_key(paths, params)}.npz"
+    if f.exists():
+        with np.load(f) as z:
+            return {k: z[k] for k in z.files}
+    out = build()
+    tmp = f.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **out)
+    os.replace(tmp, f)
+    return out
+
+
+def _progress(i: int, n: int, what: str) -> None:
+    if sys.stderr.isatty() or i == n or i % max(1, n // 10) == 0:
+        sys.stderr.write(f"\r{what}: {i}/{n}" + ("\n" if i == n else ""))
+        sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- segmentation
+def _roi_bounds(center_lps: Sequence[float], size_mm: Sequence[float], margin_mm: float):
+    c = np.asarray(center_lps, dtype=float)
+    half = np.asarray(size_mm, dtype=float) / 2.0 + margin_mm
+    return c - half, c + half
+
+
+def canonical_roi(ct: sitk.Image, center_lps: Sequence[float], size_mm: Sequence[float] = SEG_ROI_MM,
+                  margin_mm: float = 0.0, interpolator: str = "linear") -> sitk.Image:
+    """Canonical 1 mm crop of ``size_mm`` (+ margin) around ``center_lps`` (air outside the scan)."""
+    return to_canonical(ct, 1.0, interpolator, bounds=_roi_bounds(center_lps, size_mm, margin_mm),
+                        antialias=interpolator not in ("label", "nearest"))
+
+
+def preprocess_seg_case(case: CTCase, roi_mm: Sequence[int] = SEG_ROI_MM,
+                        margin_mm: int = SEG_JITTER_MM, cache_dir: Optional[Path] = None) -> dict:
+    """Canonical crop of one case: ``hu`` int16 [S, P, L] and ``target`` uint8 (0 bg, 1 left, 2 right).
+
+    The crop is the ROI around the true C2 centre enlarged by ``margin_mm`` on every side, so
+    training can jitter the ROI by up to ``margin_mm`` (mimicking localisation error).
+    """
+    params = {"v": 1, "roi": list(roi_mm), "margin": margin_mm}
+
+    def build():
+        truth = case.load_truth()
+        center = truth["c2_center_lps_mm"]
+        ct = sitk.ReadImage(str(case.ct), sitk.sitkFloat32)
+        lab = sitk.ReadImage(str(case.labels))
+        hu = sitk.GetArrayFromImage(canonical_roi(ct, center, roi_mm, margin_mm))
+        lab_c = sitk.GetArrayFromImage(canonical_roi(lab, center, roi_mm, margin_mm, "label"))
+        target = np.zeros(lab_c.shape, np.uint8)
+        target[lab_c == LEFT_PEDICLE_LABEL] = 1
+        target[lab_c == RIGHT_PEDICLE_LABEL] = 2
+        return {"hu": np.clip(np.round(hu), -32768, 32767).astype(np.int16), "target": target}
+
+    return _cached(cache_dir, "seg", [case.ct, case.labels, case.truth], params, build)
+
+
+# --------------------------------------------------------------------------- classification
+def _truth_side(truth: dict, side: str) -> dict:
+    """Per-side truth entry, whatever nesting the phantom uses."""
+    for key in ("sides", "pedicles"):
+        if isinstance(truth.get(key), dict) and side in truth[key]:
+            return truth[key][side]
+    if isinstance(truth.get(side), dict):
+        return truth[side]
+    return {}
+
+
+def truth_mpd(case: CTCase, truth: dict, side: str) -> float:
+    """The true MPD of one side (manifest column first, then truth.json)."""
+    v = case.mpd_mm.get(side)
+    if v is None:
+        st = _truth_side(truth, side)
+        v = st.get("mpd_mm", truth.get(f"mpd_{side}_mm"))
+    if v is None:
+        raise InputError(f"case {case.patient_id}: no MPD for the {side} side",
+                         "Give mpd_left_mm / mpd_right_mm columns or MPD in truth.json.")
+    return float(v)
+
+
+def fallback_isthmus_crop(ct: sitk.Image, isthmus_center_lps: Sequence[float],
+                          pedicle_mask: Optional[sitk.Image] = None,
+                          shape: Sequence[int] = CLS_SLICE_SHAPE) -> Tuple[np.ndarray, List]:
+    """FALLBACK used only while ``c2net.measure.isthmus_slices`` is unavailable.
+
+    Five consecutive canonical 1 mm axial slices (S, P, L) centred on the true isthmus centre,
+    in-plane crop ``shape[1:]``. Slices are ordered wide -> narrow by the pedicle mask's area
+    in each slice (inferior -> superior if no mask). Returns (hu (5, H, W), slice centres LPS).
+    """
+    d, h, w = (int(s) for s in shape)
+    size = (w, h, d)
+    img = canonical_roi(ct, isthmus_center_lps, size)
+    hu = sitk.GetArrayFromImage(img).astype(np.float32)[:d, :h, :w]
+    centres = [tuple(np.asarray(isthmus_center_lps, float) + np.array([0, 0, k - (d - 1) / 2]))
+               for k in range(d)]
+    order = list(range(d))
+    if pedicle_mask is not None:
+        m = sitk.GetArrayFromImage(canonical_roi(pedicle_mask, isthmus_center_lps, size, 0.0,
+                                                 "label"))[:d, :h, :w]
+        area = (m > 0).reshape(d, -1).sum(axis=1)
+        order = sorted(range(d), key=lambda k: -area[k])
+    return hu[order], [centres[k] for k in order]
+
+
+def _isthmus_slices_from_measure(ct: sitk.Image, mask: sitk.Image, side: str):
+    """(hu, source) via c2net.measure when available, else None."""
+    try:
+        from .. import measure  # noqa: PLC0415 - optional, written by another stage
+    except ImportError:
+        return None
+    if not (hasattr(measure, "measure_pedicle") and hasattr(measure, "isthmus_slices")):
+        return None
+    m = measure.measure_pedicle(ct, mask, side)
+    s = measure.isthmus_slices(ct, m, mask)
+    return np.asarray(s.hu, dtype=np.float32)
+
+
+def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
+                        use_measure: bool = True) -> dict:
+    """Both sides of one case: ``x`` (2, 5, 64, 64) window units, ``mpd`` (2,), ``source``.
+
+    Uses ``c2net.measure.measure_pedicle`` + ``isthmus_slices`` on the true pedicle mask when
+    that module exists (the run-time path), else :func:`fallback_isthmus_crop` at the true
+    isthmus centre.
+    """
+    params = {"v": 1, "shape": list(CLS_SLICE_SHAPE), "measure": bool(use_measure)}
+
+    def build():
+        truth = case.load_truth()
+        ct = sitk.ReadImage(str(case.ct), sitk.sitkFloat32)
+        lab = sitk.ReadImage(str(case.labels))
+        xs, mpds, sources = [], [], []
+        for side, value in (("left", LEFT_PEDICLE_LABEL), ("right", RIGHT_PEDICLE_LABEL)):
+            mask = sitk.Cast(lab == value, sitk.sitkUInt8)
+            hu = _isthmus_slices_from_measure(ct, mask, side) if use_measure else None
+            src = "measure"
+            if hu is None:
+                st = _truth_side(truth, side)
+                centre = st.get("isthmus_center_lps_mm") or truth.get(f"isthmus_center_{side}_lps_mm")
+                if centre is None:
+                    raise InputError(f"case {case.patient_id}: no isthmus centre for the {side} side",
+                                     "The fallback crop needs isthmus_center_lps_mm in truth.json.")
+                hu, _ = fallback_isthmus_crop(ct, centre, mask)
+                src = "fallback_truth_isthmus"
+            if hu.shape != CLS_SLICE_SHAPE:
+                raise InputError(f"isthmus slices have shape {hu.shape}, expected {CLS_SLICE_SHAPE}")
+            xs.append(window_unit(hu))
+            mpds.append(truth_mpd(case, truth, side))
+            sources.append(src)
+        return {"x": np.stack(xs).astype(np.float32), "mpd": np.asarray(mpds, np.float32),
+                "source": np.asarray(sources)}
+
+    return _cached(cache_dir, "cls", [case.ct, case.labels, case.truth], params, build)
+
+
+def load_slice_item(item: SliceItem, shape: Sequence[int] = CLS_SLICE_SHAPE) -> np.ndarray:
+    """Five greyscale images -> (5, H, W) window units (pixel / 255), resized to ``shape[1:]``."""
+    from PIL import Image
+
+    out = []
+    for p in item.slices:
+        with Image.open(p) as im:
+            g = im.convert("L")
+            if g.size != (shape[2], shape[1]):
+                g = g.resize((shape[2], shape[1]), Image.BILINEAR)
+            out.append(np.asarray(g, dtype=np.float32) / 255.0)
+    return np.stack(out)
+
+
+@dataclass
+class ClsDataset:
+    """Classifier items: x (N, 5, H, W) window units, y (N,) 1 = high risk, ids, sides, mpd."""
+
+    x: np.ndarray
+    y: np.ndarray
+    patient_ids: List[str]
+    sides: List[str]
+    mpd_mm: np.ndarray
+    source: str
+
+
+def build_cls_dataset(manifest: Path, cache_dir: Optional[Path] = None,
+                      cutoff_mm: float = HIGH_RISK_CUTOFF_MM, use_measure: bool = True) -> ClsDataset:
+    fmt = manifest_format(manifest)
+    xs, ys, pids, sides, mpds, srcs = [], [], [], [], [], set()
+    if fmt == "ct":
+        cases = read_ct_manifest(manifest)
+        for i, case in enumerate(cases):
+            d = preprocess_cls_case(case, cache_dir, use_measure)
+            for k, side in enumerate(("left", "right")):
+                xs.append(d["x"][k])
+                mpds.append(float(d["mpd"][k]))
+                ys.append(int(d["mpd"][k] < cutoff_mm))
+                pids.append(case.patient_id)
+                sides.append(side)
+            srcs.update(str(s) for s in d["source"])
+            _progress(i + 1, len(cases), "preparing classifier data")
+    else:
+        for item in read_slice_manifest(manifest):
+            xs.append(load_slice_item(item))
+            ys.append(item.label)
+            pids.append(item.patient_id)
+            sides.append(item.side)
+            mpds.append(float("nan"))
+        srcs.add("slice_images")
+    return ClsDataset(np.stack(xs).astype(np.float32), np.asarray(ys, np.int64), pids, sides,
+                      np.asarray(mpds, np.float32), "+".join(sorted(srcs)))
+
+
+# --------------------------------------------------------------------------- augmentation
+def _affine_2d(img: np.ndarray, center_rc: Sequence[float], out_hw: Sequence[int], angle_deg: float,
+               scale: float, order: int, cval: float) -> np.ndarray:
+    """Crop ``out_hw`` around ``center_rc`` of a 2D array after rotation/scaling about it."""
+    a = np.deg2rad(angle_deg)
+    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / scale
+    oc = (np.asarray(out_hw, float) - 1) / 2.0
+    offset = np.asarray(center_rc, float) - m @ oc
+    return ndimage.affine_transform(img, m, offset=offset, output_shape=tuple(out_hw), order=order,
+                                    cval=cval, mode="constant")
+
+
+@dataclass
+class SegAugment:
+    """In-plane CT augmentations for the U-Net (no left-right flips: classes are patient sides)."""
+
+    max_rotation_deg: float = 10.0
+    scale_range: Tuple[float, float] = (0.9, 1.1)
+    intensity_shift_hu: float = 50.0
+    intensity_scale: Tuple[float, float] = (0.95, 1.05)
+    max_noise_hu: float = 30.0
+
+
+class SegSampler:
+    """Random training patches from cached canonical crops (see :func:`preprocess_seg_case`).
+
+    Each patch: a jittered ROI (±margin mm, mimicking localisation error), an axial slice that
+    contains pedicle with probability ``p_pedicle`` (else any ROI slice), an in-plane patch of
+    ``patch`` pixels near the pedicle, rotated/scaled, intensity-shifted and noised in HU, then
+    windowed. Returns ``(x (B, 1, P, P) window units, y (B, P, P) int64)``.
+    """
+
+    def __init__(self, volumes: Sequence[dict], roi_mm: Sequence[int] = SEG_ROI_MM,
+                 margin_mm: int = SEG_JITTER_MM, patch: int = 64, p_pedicle: float = 0.8,
+                 augment: Optional[SegAugment] = None):
+        self.volumes = list(volumes)
+        self.roi = (int(roi_mm[2]), int(roi_mm[1]), int(roi_mm[0]))  # S, P, L
+        self.margin = int(margin_mm)
+        self.patch = int(patch)
+        self.p_pedicle = p_pedicle
+        self.augment = augment if augment is not None else SegAugment()
+        self._ped_slices = [np.flatnonzero(v["target"].reshape(v["target"].shape[0], -1).any(1))
+                            for v in self.volumes]
+
+    def sample(self, rng: np.random.Generator, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        a = self.augment
+        for _ in range(batch):
+            k = int(rng.integers(len(self.volumes)))
+            hu, tg = self.volumes[k]["hu"], self.volumes[k]["target"]
+            j = rng.integers(-self.margin, self.margin + 1, size=3)
+            s0, p0, l0 = (self.margin + j)
+            ped = self._ped_slices[k]
+            ped = ped[(ped >= s0) & (ped < s0 + self.roi[0])]
+            if len(ped) and rng.random() < self.p_pedicle:
+                z = int(rng.choice(ped))
+            else:
+                z = int(s0 + rng.integers(self.roi[0]))
+            img = hu[z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]].astype(np.float32)
+            lab = tg[z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]]
+            fg = np.argwhere(lab > 0)
+            if len(fg):
+                c = fg[int(rng.integers(len(fg)))] + rng.uniform(-16, 16, size=2)
+            else:
+                c = rng.uniform(self.patch / 2, np.asarray(lab.shape) - self.patch / 2)
+            half = self.patch / 2.0
+            c = np.clip(c, half - 0.5, np.asarray(lab.shape) - half - 0.5)
+            ang = rng.uniform(-a.max_rotation_deg, a.max_rotation_deg)
+            sc = rng.uniform(*a.scale_range)
+            out = (self.patch, self.patch)
+            img = _affine_2d(img, c, out, ang, sc, 1, -1024.0)
+            lab = _affine_2d(lab.astype(np.float32), c, out, ang, sc, 0, 0.0).astype(np.int64)
+            img = img * rng.uniform(*a.intensity_scale) + rng.uniform(-a.intensity_shift_hu,
+                                                                      a.intensity_shift_hu)
+            img = img + rng.normal(0.0, rng.uniform(0, a.max_noise_hu), size=img.shape)
+            xs.append(window_unit(img)[None])
+            ys.append(lab)
+        return np.stack(xs).astype(np.float32), np.stack(ys)
+
+
+def seg_validation_set(volumes: Sequence[dict], roi_mm: Sequence[int] = SEG_ROI_MM,
+                       margin_mm: int = SEG_JITTER_MM, max_slices: int = 192,
+                       seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Fixed validation slices: full ROI slices (jittered deterministically) containing pedicle
+    plus two background slices per case, evenly capped at ``max_slices``."""
+    rng = np.random.default_rng([seed, 7])
+    roi = (int(roi_mm[2]), int(roi_mm[1]), int(roi_mm[0]))
+    per_case = max(3, int(np.ceil(max_slices / max(len(volumes), 1))))
+    xs, ys = [], []
+    for v in volumes:
+        j = rng.integers(-margin_mm, margin_mm + 1, size=3)
+        s0, p0, l0 = margin_mm + j
+        hu = v["hu"][s0:s0 + roi[0], p0:p0 + roi[1], l0:l0 + roi[2]]
+        tg = v["target"][s0:s0 + roi[0], p0:p0 + roi[1], l0:l0 + roi[2]]
+        ped = np.flatnonzero(tg.reshape(roi[0], -1).any(1))
+        bg = np.setdiff1d(np.arange(roi[0]), ped)
+        take = list(ped[np.linspace(0, len(ped) - 1, min(len(ped), per_case - 2)).astype(int)]) \
+            if len(ped) else []
+        if len(bg):
+            take += list(rng.choice(bg, size=min(2, len(bg)), replace=False))
+        for z in take:
+            xs.append(window_unit(hu[z].astype(np.float32))[None])
+            ys.append(tg[z].astype(np.int64))
+    x, y = np.stack(xs), np.stack(ys)
+    if len(x) > max_slices:
+        keep = np.linspace(0, len(x) - 1, max_slices).astype(int)
+        x, y = x[keep], y[keep]
+    return x.astype(np.float32), y
+
+
+def augment_cls(x: np.ndarray, rng: np.random.Generator, max_rotation_deg: float = 15.0,
+                max_shift_px: float = 3.0, intensity_shift: float = 0.025,
+                max_noise: float = 0.015, flip: bool = True) -> np.ndarray:
+    """Augment classifier items (B, 5, H, W) in window units.
+
+    Rotation and shift in-plane (same for the five slices), intensity shift, noise, and a
+    left-right mirror (the risk label does not depend on the side). No scaling: the label is
+    an absolute width in mm.
+    """
+    out = np.empty_like(x)
+    b, d, h, w = x.shape
+    for i in range(b):
+        ang = rng.uniform(-max_rotation_deg, max_rotation_deg)
+        c = (np.array([h, w], float) - 1) / 2 + rng.uniform(-max_shift_px, max_shift_px, 2)
+        for s in range(d):
+            out[i, s] = _affine_2d(x[i, s], c, (h, w), ang, 1.0, 1, 0.0)
+        if flip and rng.random() < 0.5:
+            out[i] = out[i, :, :, ::-1]
+        out[i] += rng.uniform(-intensity_shift, intensity_shift)
+        out[i] += rng.normal(0, rng.uniform(0, max_noise), size=out[i].shape)
+    return np.clip(out, 0.0, 1.0)
+
+
+def mean_std(arrays: Sequence[np.ndarray]) -> Tuple[float, float]:
+    """Mean and standard deviation over all voxels of the given window-unit arrays."""
+    n = sum(a.size for a in arrays)
+    s = sum(float(np.sum(a, dtype=np.float64)) for a in arrays)
+    ss = sum(float(np.sum(np.square(a, dtype=np.float64))) for a in arrays)
+    mean = s / n
+    return mean, float(np.sqrt(max(ss / n - mean * mean, 1e-12)))

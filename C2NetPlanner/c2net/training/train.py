@@ -1,0 +1,431 @@
+"""Training loops for the U-Net (segmentation) and the C3D (classification).
+
+The paper's protocol: patient-level 8:2 split (one of ten seeded repeats), Adam lr 1e-4,
+batch 4, cosine annealing over the planned epochs (default 200), early stopping after
+``patience`` (10) epochs without validation-loss gain, a checkpoint every 10 epochs and the
+best-on-validation weights kept (``best.pt``). Deterministic for a given seed and thread count
+(data sampling uses ``numpy.random.default_rng([seed, epoch])``, torch is seeded and set to
+deterministic algorithms). Uses CUDA when available, else the CPU.
+
+``max_minutes`` is an optional wall-clock budget: training stops after the epoch that crosses
+it and the log says so (the cosine schedule still runs over ``epochs``).
+
+Outputs in ``out_dir``: ``best.pt``, ``checkpoints/epoch_NNN.pt``, ``train_log.csv``,
+``loss_curve.png``, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import DISCLAIMER, __version__
+from . import data as D
+from .calibrate import brier_score, fit_temperature, softmax
+from .nets import C3D, C3D_PAPER_FC, C3D_PAPER_WIDTHS, UNET_PAPER_WIDTHS, UNet2D, count_parameters
+from .splits import patient_splits, split_indices
+
+SEG_CLASSES = ["background", "C2 pedicle left", "C2 pedicle right"]
+CLS_CLASSES = ["low risk (MPD >= cutoff)", "high risk (MPD < cutoff)"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters (paper defaults) and run options."""
+
+    epochs: int = 200
+    lr: float = 1e-4
+    batch_size: int = 4
+    patience: int = 10
+    checkpoint_every: int = 10
+    seed: int = 0
+    split: int = 0
+    n_repeats: int = 10
+    val_fraction: float = 0.2
+    max_minutes: Optional[float] = None
+    steps_per_epoch: Optional[int] = None     # seg: random batches per epoch (default 8/case)
+    widths: Optional[Tuple[int, ...]] = None  # None -> the paper's widths
+    fc: Optional[Tuple[int, ...]] = None      # C3D hidden FC sizes, None -> (4096, 1024)
+    patch: int = 64                           # U-Net training patch (pixels at 1 mm)
+    val_slices: int = 192
+    threads: int = 2
+    device: str = "auto"
+    cache_dir: Optional[str] = None
+    cutoff_mm: float = D.HIGH_RISK_CUTOFF_MM
+    use_measure: bool = True
+    quiet: bool = False
+    extra: Dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- utilities
+def _setup(cfg: TrainConfig) -> torch.device:
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % (2**32))
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+class ProgressBar:
+    """A plain progress bar on stderr (redraws on a terminal, one line per epoch otherwise)."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, epoch: int, epochs: int, i: int, n: int, loss: float) -> None:
+        if self.quiet or not self.tty:
+            return
+        filled = int(20 * i / max(n, 1))
+        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (20 - filled)}] "
+                          f"{i}/{n} loss {loss:.4f}")
+        self.stream.flush()
+
+    def epoch(self, text: str) -> None:
+        if self.quiet:
+            return
+        self.stream.write(("\r" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def cosine_lr(lr0: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from ``lr0`` (epoch 0) towards 0 at ``epochs``."""
+    return 0.5 * lr0 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def _standardise(x: np.ndarray, mean: float, std: float, channels: int = 3) -> torch.Tensor:
+    """(B, 1, ...) window units -> (B, 3, ...) standardised tensor (three identical channels)."""
+    t = torch.from_numpy(((x - mean) / std).astype(np.float32))
+    return t.expand(-1, channels, *t.shape[2:]).contiguous()
+
+
+def save_loss_curve(rows: Sequence[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(ep, [r["train_loss"] for r in rows], "o-", label="training loss")
+    ax.plot(ep, [r["val_loss"] for r in rows], "s-", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.text(0.01, 0.01, DISCLAIMER, fontsize=7, color="grey")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(net: torch.nn.Module, train_step: Callable[[np.random.Generator], Tuple[float, int]],
+        validate: Callable[[], Tuple[float, Dict[str, float]]], steps_per_epoch: int,
+        cfg: TrainConfig, out_dir: Path, make_checkpoint: Callable[[], dict],
+        optimizer: torch.optim.Optimizer, title: str) -> dict:
+    """The shared loop: epochs of ``train_step`` calls, validation, early stopping, checkpoints."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "checkpoints").mkdir(exist_ok=True)
+    bar = ProgressBar(cfg.quiet)
+    rows: List[dict] = []
+    best, best_epoch, bad = float("inf"), -1, 0
+    t0 = time.monotonic()
+    stop_reason = f"reached {cfg.epochs} epochs"
+    for epoch in range(cfg.epochs):
+        lr = cosine_lr(cfg.lr, epoch, cfg.epochs)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        rng = np.random.default_rng([cfg.seed, epoch])
+        net.train()
+        tot, n = 0.0, 0
+        te = time.monotonic()
+        for i in range(steps_per_epoch):
+            loss, bs = train_step(rng)
+            tot += loss * bs
+            n += bs
+            bar.step(epoch + 1, cfg.epochs, i + 1, steps_per_epoch, tot / max(n, 1))
+        net.eval()
+        with torch.no_grad():
+            val_loss, metrics = validate()
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot / max(n, 1), "val_loss": val_loss,
+               **metrics, "epoch_s": time.monotonic() - te}
+        rows.append(row)
+        improved = val_loss < best - 1e-6
+        if improved:
+            best, best_epoch, bad = val_loss, epoch + 1, 0
+            ck = make_checkpoint()
+            ck.update(epoch=epoch + 1, val_loss=val_loss, val_metrics=metrics)
+            _atomic_save(ck, out_dir / "best.pt")
+        else:
+            bad += 1
+        if (epoch + 1) % cfg.checkpoint_every == 0:
+            ck = make_checkpoint()
+            ck.update(epoch=epoch + 1, val_loss=val_loss, val_metrics=metrics)
+            _atomic_save(ck, out_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.pt")
+        mtxt = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        bar.epoch(f"epoch {epoch + 1}/{cfg.epochs} train {row['train_loss']:.4f} val "
+                  f"{val_loss:.4f} {mtxt} lr {lr:.2e} {row['epoch_s']:.0f}s"
+                  + (" *best" if improved else ""))
+        _write_log(rows, out_dir / "train_log.csv")
+        save_loss_curve(rows, out_dir / "loss_curve.png", title)
+        if bad >= cfg.patience:
+            stop_reason = f"early stopping: {cfg.patience} epochs without validation-loss gain"
+            break
+        if cfg.max_minutes is not None and time.monotonic() - t0 > 60.0 * cfg.max_minutes:
+            stop_reason = f"wall-clock budget of {cfg.max_minutes:g} min reached"
+            break
+    return {"epochs_run": len(rows), "best_epoch": best_epoch, "best_val_loss": best,
+            "stop_reason": stop_reason, "train_minutes": (time.monotonic() - t0) / 60.0,
+            "history": rows}
+
+
+def _write_log(rows: Sequence[dict], path: Path) -> None:
+    keys = list(rows[0].keys())
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["widths"] = list(cfg.widths) if cfg.widths else None
+    d["fc"] = list(cfg.fc) if cfg.fc else None
+    return d
+
+
+# --------------------------------------------------------------------------- segmentation
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int] = (1, 2)
+                   ) -> torch.Tensor:
+    p = torch.softmax(logits, dim=1)
+    losses = []
+    for c in classes:
+        pc, tc = p[:, c], (target == c).to(p.dtype)
+        inter = (pc * tc).sum()
+        losses.append(1.0 - (2 * inter + 1.0) / (pc.sum() + tc.sum() + 1.0))
+    return torch.stack(losses).mean()
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft Dice of the two pedicle classes."""
+    return F.cross_entropy(logits, target) + soft_dice_loss(logits, target)
+
+
+def dice_per_class(pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = (1, 2)
+                   ) -> List[float]:
+    out = []
+    for c in classes:
+        p, t = pred == c, target == c
+        den = p.sum() + t.sum()
+        out.append(1.0 if den == 0 else float(2 * np.logical_and(p, t).sum() / den))
+    return out
+
+
+def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) -> dict:
+    """Train the U-Net on a CT manifest; returns the summary (also ``summary.json``)."""
+    cfg = cfg or TrainConfig()
+    device = _setup(cfg)
+    out_dir = Path(out_dir)
+    if D.manifest_format(manifest) != "ct":
+        from ..errors import InputError
+
+        raise InputError("the segmentation network needs a CT manifest (ct, labels, truth)",
+                         "The paper's slice form only trains the classifier.")
+    cases = D.read_ct_manifest(manifest)
+    pids = [c.patient_id for c in cases]
+    split = patient_splits(pids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
+    tr, va = split_indices(pids, split)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache"
+    vols = []
+    for i, c in enumerate(cases):
+        vols.append(D.preprocess_seg_case(c, D.SEG_ROI_MM, D.SEG_JITTER_MM, cache))
+        D._progress(i + 1, len(cases), "preparing segmentation data")
+    m = D.SEG_JITTER_MM
+    mean, std = D.mean_std([D.window_unit(vols[i]["hu"][m:-m, m:-m, m:-m]) for i in tr])
+    sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch)
+    xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
+    widths = tuple(cfg.widths or UNET_PAPER_WIDTHS)
+    arch = {"in_channels": 3, "n_classes": 3, "widths": list(widths)}
+    net = UNet2D(**arch).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = cfg.steps_per_epoch or int(math.ceil(8 * len(tr) / cfg.batch_size))
+
+    def train_step(rng):
+        x, y = sampler.sample(rng, cfg.batch_size)
+        xt = _standardise(x, mean, std).to(device)
+        yt = torch.from_numpy(y).to(device)
+        opt.zero_grad(set_to_none=True)
+        loss = seg_loss(net(xt), yt)
+        loss.backward()
+        opt.step()
+        return float(loss.item()), len(x)
+
+    def validate():
+        tot, preds = 0.0, []
+        for i in range(0, len(xv), 8):
+            xt = _standardise(xv[i:i + 8], mean, std).to(device)
+            yt = torch.from_numpy(yv[i:i + 8]).to(device)
+            lg = net(xt)
+            tot += float(seg_loss(lg, yt).item()) * len(xt)
+            preds.append(lg.argmax(1).cpu().numpy())
+        dl, dr = dice_per_class(np.concatenate(preds), yv)
+        return tot / len(xv), {"val_dice_left": dl, "val_dice_right": dr}
+
+    statement = _data_statement(manifest, len(cases), len(tr), len(va))
+
+    def make_checkpoint():
+        return {
+            "kind": "segmentation", "arch": arch, "state_dict": {k: v.detach().cpu().clone()
+                                                                 for k, v in net.state_dict().items()},
+            "normalisation": {"mean": mean, "std": std},
+            "window": {"level_hu": D.WINDOW_LEVEL_HU, "width_hu": D.WINDOW_WIDTH_HU},
+            "roi_mm": list(D.SEG_ROI_MM), "classes": SEG_CLASSES, "config": _config_dict(cfg),
+            "split": {"index": cfg.split, "train": split[0], "val": split[1]},
+            "training_data": statement, "c2net_version": __version__,
+        }
+
+    summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
+                  f"U-Net {widths}, split {cfg.split}")
+    summary.update(kind="segmentation", parameters=count_parameters(net), steps_per_epoch=steps,
+                   device=str(device), training_data=statement, n_train=len(tr), n_val=len(va))
+    _write_summary(summary, out_dir)
+    return summary
+
+
+def _data_statement(manifest: Path, n: int, n_train: int, n_val: int) -> str:
+    return (f"{n} patients from manifest {Path(manifest).name} ({n_train} training, {n_val} "
+            "validation patients, patient-level split)")
+
+
+def _write_summary(summary: dict, out_dir: Path) -> None:
+    s = {k: v for k, v in summary.items() if k != "history"}
+    with open(out_dir / "summary.json", "w", encoding="utf-8") as f:
+        json.dump(s, f, indent=2, default=float)
+
+
+# --------------------------------------------------------------------------- classification
+def binary_metrics(p_high: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> Dict[str, float]:
+    """Accuracy, sensitivity, specificity (high risk = positive), AUC (Mann-Whitney), Brier."""
+    p = np.asarray(p_high, float)
+    y = np.asarray(y, int)
+    pred = (p >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    out = {"accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+           "sensitivity": tp / pos if pos else float("nan"),
+           "specificity": tn / neg if neg else float("nan"),
+           "brier": brier_score(p, y) if len(y) else float("nan")}
+    if pos and neg:
+        from scipy.stats import rankdata
+
+        r = rankdata(p)
+        out["auc"] = float((r[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    else:
+        out["auc"] = float("nan")
+    return out
+
+
+def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) -> dict:
+    """Train the C3D on a CT or slice manifest, then calibrate its temperature on validation."""
+    cfg = cfg or TrainConfig()
+    device = _setup(cfg)
+    out_dir = Path(out_dir)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache"
+    ds = D.build_cls_dataset(manifest, cache, cfg.cutoff_mm, cfg.use_measure)
+    split = patient_splits(ds.patient_ids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
+    tr, va = split_indices(ds.patient_ids, split)
+    mean, std = D.mean_std([ds.x[tr]])
+    arch = {"in_channels": 3, "n_classes": 2, "widths": list(cfg.widths or C3D_PAPER_WIDTHS),
+            "fc": list(cfg.fc or C3D_PAPER_FC), "input_shape": list(ds.x.shape[1:]), "dropout": 0.5}
+    net = C3D(**arch).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = cfg.steps_per_epoch or int(math.ceil(len(tr) / cfg.batch_size))
+    order_state = {"order": None, "pos": 0}
+
+    def train_step(rng):
+        if order_state["order"] is None or order_state["pos"] >= len(tr):
+            order_state["order"], order_state["pos"] = rng.permutation(tr), 0
+        idx = order_state["order"][order_state["pos"]:order_state["pos"] + cfg.batch_size]
+        order_state["pos"] += cfg.batch_size
+        x = D.augment_cls(ds.x[idx], rng)[:, None]
+        xt = _standardise(x, mean, std).to(device)
+        yt = torch.from_numpy(ds.y[idx]).to(device)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(xt), yt)
+        loss.backward()
+        opt.step()
+        return float(loss.item()), len(idx)
+
+    def val_logits(index):
+        out = []
+        for i in range(0, len(index), 16):
+            xt = _standardise(ds.x[index[i:i + 16]][:, None], mean, std).to(device)
+            out.append(net(xt).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+    def validate():
+        order_state["order"] = None  # every epoch starts a fresh permutation
+        lg = val_logits(va)
+        loss = float(F.cross_entropy(torch.from_numpy(lg), torch.from_numpy(ds.y[va])).item())
+        m = binary_metrics(softmax(lg)[:, 1], ds.y[va])
+        return loss, {"val_accuracy": m["accuracy"], "val_auc": m["auc"]}
+
+    statement = _data_statement(manifest, len(set(ds.patient_ids)), len(set(split[0])),
+                                len(set(split[1]))) + f"; isthmus slices from {ds.source}"
+
+    def make_checkpoint():
+        return {
+            "kind": "classifier", "arch": arch, "state_dict": {k: v.detach().cpu().clone()
+                                                               for k, v in net.state_dict().items()},
+            "normalisation": {"mean": mean, "std": std},
+            "window": {"level_hu": D.WINDOW_LEVEL_HU, "width_hu": D.WINDOW_WIDTH_HU},
+            "classes": CLS_CLASSES, "cutoff_mm": cfg.cutoff_mm, "config": _config_dict(cfg),
+            "split": {"index": cfg.split, "train": split[0], "val": split[1]},
+            "training_data": statement, "c2net_version": __version__, "temperature": 1.0,
+        }
+
+    summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
+                  f"C3D {tuple(arch['widths'])}, split {cfg.split}")
+    # temperature scaling on the validation logits of the best weights
+    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=False)
+    net.load_state_dict(best["state_dict"])
+    net.eval()
+    with torch.no_grad():
+        lg = val_logits(va)
+    t = fit_temperature(lg, ds.y[va])
+    best["temperature"] = t
+    best["val_calibration"] = {
+        "brier_uncalibrated": brier_score(softmax(lg)[:, 1], ds.y[va]),
+        "brier_calibrated": brier_score(softmax(lg, t)[:, 1], ds.y[va]),
+        **{f"val_{k}": v for k, v in binary_metrics(softmax(lg, t)[:, 1], ds.y[va]).items()},
+    }
+    _atomic_save(best, out_dir / "best.pt")
+    summary.update(kind="classifier", parameters=count_parameters(net), steps_per_epoch=steps,
+                   device=str(device), training_data=statement, n_train=len(tr), n_val=len(va),
+                   temperature=t, val_calibration=best["val_calibration"],
+                   class_balance={"high_risk": int(ds.y.sum()), "low_risk": int((1 - ds.y).sum())})
+    _write_summary(summary, out_dir)
+    return summary
