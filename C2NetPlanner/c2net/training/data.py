@@ -33,7 +33,6 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import to_canonical
 
 WINDOW_LEVEL_HU = 800.0
 WINDOW_WIDTH_HU = 2000.0
@@ -191,17 +190,14 @@ def _progress(i: int, n: int, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- segmentation
-def _roi_bounds(center_lps: Sequence[float], size_mm: Sequence[float], margin_mm: float):
-    c = np.asarray(center_lps, dtype=float)
-    half = np.asarray(size_mm, dtype=float) / 2.0 + margin_mm
-    return c - half, c + half
-
-
 def canonical_roi(ct: sitk.Image, center_lps: Sequence[float], size_mm: Sequence[float] = SEG_ROI_MM,
                   margin_mm: float = 0.0, interpolator: str = "linear") -> sitk.Image:
-    """Canonical 1 mm crop of ``size_mm`` (+ margin) around ``center_lps`` (air outside the scan)."""
-    return to_canonical(ct, 1.0, interpolator, bounds=_roi_bounds(center_lps, size_mm, margin_mm),
-                        antialias=interpolator not in ("label", "nearest"))
+    """Canonical 1 mm crop of ``size_mm`` (+ margin on every side) around ``center_lps``,
+    exactly as the run-time segmentation crops (:func:`c2net.segment.canonical_roi`)."""
+    from ..segment import canonical_roi as runtime_roi
+
+    size = np.asarray(size_mm, dtype=float) + 2.0 * margin_mm
+    return runtime_roi(ct, center_lps, size, interpolator)
 
 
 def preprocess_seg_case(case: CTCase, roi_mm: Sequence[int] = SEG_ROI_MM,
@@ -258,7 +254,9 @@ def fallback_isthmus_crop(ct: sitk.Image, isthmus_center_lps: Sequence[float],
 
     Five consecutive canonical 1 mm axial slices (S, P, L) centred on the true isthmus centre,
     in-plane crop ``shape[1:]``. Slices are ordered wide -> narrow by the pedicle mask's area
-    in each slice (inferior -> superior if no mask). Returns (hu (5, H, W), slice centres LPS).
+    the way ``c2net.measure.isthmus_slices`` does it: the stack is reversed when
+    the superior end has the larger area (inferior -> superior otherwise). Returns
+    (hu (5, H, W), slice centres LPS).
     """
     d, h, w = (int(s) for s in shape)
     size = (w, h, d)
@@ -271,7 +269,8 @@ def fallback_isthmus_crop(ct: sitk.Image, isthmus_center_lps: Sequence[float],
         m = sitk.GetArrayFromImage(canonical_roi(pedicle_mask, isthmus_center_lps, size, 0.0,
                                                  "label"))[:d, :h, :w]
         area = (m > 0).reshape(d, -1).sum(axis=1)
-        order = sorted(range(d), key=lambda k: -area[k])
+        if area[0] < area[-1]:
+            order = order[::-1]
     return hu[order], [centres[k] for k in order]
 
 
