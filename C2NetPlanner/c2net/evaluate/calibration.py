@@ -19,10 +19,10 @@ from .metrics import as_binary, proportion_ci
 
 
 def bin_index(p, n_bins: int) -> np.ndarray:
-    """Equal-width bin of each probability (0..n_bins-1)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.searchsorted(edges, np.asarray(p, dtype=float), side="right") - 1
-    return np.clip(idx, 0, n_bins - 1)
+    """Equal-width bin of each probability (0..n_bins-1); p exactly on an edge (e.g. 0.3 with
+    10 bins) goes to the bin above it, p = 1 to the last bin."""
+    scaled = np.round(np.asarray(p, dtype=float) * n_bins, 9)  # 0.3 * 10 -> 3, not 2.999..
+    return np.clip(np.floor(scaled).astype(int), 0, n_bins - 1)
 
 
 def reliability_table(y_true, p_high_risk, n_bins: int = 10) -> List[Dict[str, object]]:

@@ -50,13 +50,13 @@ def roc_figure(primary: Dict[str, object], cv: Optional[Dict[str, object]], path
         auc = r["auc"]
         label_auc = f"AUC {auc['value']:.3f}{_ci_text(auc['ci_delong'])}"
         if r["kind"] == "model":
-            ax.step(r["roc"]["fpr"], r["roc"]["tpr"], where="post", color="#1f77b4", lw=2.2,
+            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color="#1f77b4", lw=2.2,
                     label=f"model: {label_auc}")
             sens, spec = r["sensitivity"]["value"], r["specificity"]["value"]
             ax.plot([1 - spec], [sens], "o", color="#1f77b4", ms=7, mfc="white", mew=2,
                     label=f"model at p >= {r['threshold']:g}")
         elif r["kind"] == "mpd_rule":
-            ax.step(r["roc"]["fpr"], r["roc"]["tpr"], where="post", color="#ff7f0e", lw=1.8,
+            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color="#ff7f0e", lw=1.8,
                     ls="--", label=f"measured MPD: {label_auc}")
         else:
             c = COLOURS[colour_i % len(COLOURS)]
@@ -79,7 +79,7 @@ def roc_figure(primary: Dict[str, object], cv: Optional[Dict[str, object]], path
         ax2 = fig.add_subplot(1, 2, 2)
         for f in cv["folds"]:
             if f.get("roc"):
-                ax2.step(f["roc"]["fpr"], f["roc"]["tpr"], where="post", color="#888888",
+                ax2.plot(f["roc"]["fpr"], f["roc"]["tpr"], color="#888888",
                          lw=0.8, alpha=0.6)
         mr = cv["mean_roc"]
         fpr, mean, sd = (np.asarray(mr[k]) for k in ("fpr", "tpr_mean", "tpr_sd"))
@@ -182,8 +182,9 @@ def bland_altman_figure(agr: Dict[str, object], path: str) -> None:
     ax.set_ylabel("automatic - reference MPD (mm)")
     ci = icc["ci"]
     ci_txt = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci[0] is not None else ""
-    ax.set_title(f"MPD agreement, n = {ba['n']}: bias {ba['bias']:+.2f} mm, "
-                 f"ICC(2,1) {icc['icc']:.3f}{ci_txt}", fontsize=9.5)
+    ax.set_title(f"MPD agreement (n = {ba['n']}): bias {ba['bias']:+.2f} mm, "
+                 f"LoA {ba['loa_lower']:+.2f} to {ba['loa_upper']:+.2f} mm\n"
+                 f"ICC(2,1) {icc['icc']:.3f}{ci_txt}; shaded: 95% CIs", fontsize=9.5)
     ax.grid(alpha=0.3)
     fig.tight_layout(rect=(0, 0.04, 0.88, 1))
     _save(fig, path)

@@ -107,33 +107,50 @@ def fast_auc(y_true, scores) -> float:
     return float((r[y == 1].sum() - m * (m + 1) / 2.0) / (m * n))
 
 
+def _psi(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Mann-Whitney kernel (m, n): 1 if pos > neg, 1/2 if tied, 0 otherwise."""
+    diff = pos[:, None] - neg[None, :]
+    return (diff > 0) + 0.5 * (diff == 0)
+
+
 def bootstrap_auc_ci(y_true, scores, clusters: Sequence, n_boot: int = 2000, seed: int = 0,
-                     alpha: float = 0.05) -> Dict[str, object]:
+                     alpha: float = 0.05, max_kernel: int = 4_000_000) -> Dict[str, object]:
     """Percentile CI of the AUC, resampling clusters (patients) with replacement.
 
-    Resamples that contain a single class are skipped and counted (``n_skipped``).
+    A resample gives every case the multiplicity of its cluster; the AUC of a resample is the
+    weighted Mann-Whitney statistic sum_ij w_i w_j psi_ij / (sum_i w_i sum_j w_j), computed
+    for all resamples at once from the kernel psi (falls back to a loop when the kernel would
+    exceed ``max_kernel`` elements). Resamples with a single class are skipped and counted.
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(scores, dtype=float)
-    clusters = np.asarray([str(c) for c in clusters])
-    _, inverse = np.unique(clusters, return_inverse=True)
-    members: List[np.ndarray] = [np.flatnonzero(inverse == c) for c in range(inverse.max() + 1)]
+    labels = np.asarray([str(c) for c in clusters])
+    _, inverse = np.unique(labels, return_inverse=True)
+    n_clusters = int(inverse.max()) + 1
     rng = np.random.default_rng(seed)
-    values = []
-    skipped = 0
-    n_clusters = len(members)
-    for _ in range(n_boot):
-        pick = rng.integers(0, n_clusters, n_clusters)
-        idx = np.concatenate([members[c] for c in pick])
-        value = fast_auc(y[idx], s[idx])
-        if np.isnan(value):
-            skipped += 1
-            continue
-        values.append(value)
-    if not values:
+    draws = rng.integers(0, n_clusters, (n_boot, n_clusters))
+    offsets = (np.arange(n_boot) * n_clusters)[:, None]
+    counts = np.bincount((draws + offsets).ravel(),
+                         minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
+    weights = counts[:, inverse].astype(float)           # (n_boot, n_cases)
+    pos, neg = y == 1, y == 0
+    w_pos, w_neg = weights[:, pos], weights[:, neg]
+    denom = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    if pos.sum() * neg.sum() <= max_kernel:
+        psi = _psi(s[pos], s[neg])
+        num = np.einsum("bi,ij,bj->b", w_pos, psi, w_neg, optimize=True)
+    else:
+        num = np.empty(n_boot)
+        for b in range(n_boot):
+            idx = np.repeat(np.arange(y.size), counts[b, inverse])
+            value = fast_auc(y[idx], s[idx])
+            num[b] = value * denom[b] if np.isfinite(value) else 0.0
+    valid = denom > 0
+    skipped = int(n_boot - valid.sum())
+    if not valid.any():
         return {"ci_bootstrap": [None, None], "n_boot": n_boot, "n_skipped": skipped,
                 "seed": seed, "n_clusters": n_clusters, "se_bootstrap": None}
-    arr = np.asarray(values)
+    arr = num[valid] / denom[valid]
     lo, hi = np.quantile(arr, [alpha / 2, 1 - alpha / 2])
     return {"ci_bootstrap": [float(lo), float(hi)], "se_bootstrap": float(arr.std(ddof=1)),
             "n_boot": n_boot, "n_skipped": skipped, "seed": seed, "n_clusters": n_clusters}
