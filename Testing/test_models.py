@@ -14,13 +14,12 @@ import pytest
 import SimpleITK as sitk
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
 from c2net import models as M  # noqa: E402
 from c2net.classify import predict_risk  # noqa: E402
 from c2net.errors import InputError, ModelError, SegmentationError  # noqa: E402
 from c2net.results import IsthmusSlices  # noqa: E402
 from c2net.segment import segment_pedicles  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def _meta(kind, extra):

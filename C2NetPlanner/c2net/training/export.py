@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -97,6 +98,13 @@ def metadata_for(ck: dict, model_id: str, version: str, precision: str) -> dict:
 
 
 def _torch_export(ck: dict, path: Path) -> None:
+    """TorchScript-based export (``dynamo=False``, opset 17): ~1 s, dynamic batch/H/W."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _torch_export_inner(ck, path)
+
+
+def _torch_export_inner(ck: dict, path: Path) -> None:
     net = build_from_checkpoint(ck)
     if ck["kind"] == "segmentation":
         x = torch.zeros(1, 3, 96, 96)
