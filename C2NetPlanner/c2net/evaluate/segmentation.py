@@ -47,7 +47,7 @@ def _surface_distances(mask_from: sitk.Image, mask_to: sitk.Image) -> np.ndarray
     dist_to = sitk.Abs(sitk.SignedMaurerDistanceMap(mask_to, insideIsPositive=False,
                                                     squaredDistance=False,
                                                     useImageSpacing=True))
-    surface_from = sitk.GetArrayViewFromImage(sitk.LabelContour(mask_from, fullyConnected=False))
+    surface_from = sitk.GetArrayFromImage(sitk.LabelContour(mask_from, fullyConnected=False))
     return sitk.GetArrayFromImage(dist_to)[surface_from > 0].astype(float)
 
 
