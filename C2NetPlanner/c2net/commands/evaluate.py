@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 
 from .. import DISCLAIMER
 
@@ -24,7 +25,7 @@ roc.png, confusion_*.png, reliability.png, bland_altman.png (with --mpd-referenc
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = ("Reproduce the C2-Net evaluation (accuracy, sensitivity, specificity, "
+    parser.description = textwrap.fill("Reproduce the C2-Net evaluation (accuracy, sensitivity, specificity, "
                           "PPV, NPV, AUC with 95% CIs; reader comparisons; sensitivity analysis; "
                           "cross-validation; calibration; MPD agreement; segmentation). "
                           + DISCLAIMER)

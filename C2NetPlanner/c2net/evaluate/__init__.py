@@ -108,6 +108,12 @@ def compute(predictions_csv: str, truth_csv: str, readers_csvs: Sequence[str] = 
     if (masks_pred_dir is None) != (masks_truth_dir is None):
         raise InputError("segmentation metrics need both --masks-pred and --masks-truth",
                          "Give both folders (files with matching names) or neither.")
+    if not (2 <= ece_bins <= 100):
+        raise InputError(f"{ece_bins} calibration bins are out of range",
+                         "Use 2-100 equal-width bins (default 10).")
+    if not (0.0 < surface_tolerance_mm <= 20.0):
+        raise InputError(f"surface Dice tolerance {surface_tolerance_mm} mm is out of range",
+                         "Use a tolerance in mm, e.g. 1.")
     if n_bootstrap < 100:
         raise InputError(f"{n_bootstrap} bootstrap resamples are too few",
                          "Use at least 100 (default 2000).")

@@ -30,7 +30,7 @@ def main() -> None:
             mpd = float(np.clip(base + rng.normal(0, 0.6), 2.0, 10.0))
             rows.append((pid, side, round(mpd, 2)))
     truth_mpd = np.array([r[2] for r in rows])
-    logit = 2.2 * (CUTOFF - truth_mpd) + rng.normal(0, 1.1, truth_mpd.size)
+    logit = 1.8 * (CUTOFF - truth_mpd) + rng.normal(0, 1.6, truth_mpd.size)
     p = 1 / (1 + np.exp(-logit))
     auto = truth_mpd + rng.normal(0.1, 0.3, truth_mpd.size)
     with open(os.path.join(HERE, "truth.csv"), "w", newline="") as f:
