@@ -611,10 +611,51 @@ def read_report(report_path: str) -> dict:
     return report
 
 
+
+# --------------------------------------------------------------------------- dependencies
+def parse_requirements(text: str) -> List[str]:
+    """Requirement specifiers of a ``requirements.txt`` (comments, blanks and pip options dropped)."""
+    out = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            out.append(line)
+    return out
+
+
+def missing_requirements(
+    requirements: Sequence[str],
+    version_of: Optional[Callable[[str], str]] = None,
+) -> List[str]:
+    """The specifiers in ``requirements`` that the running Python does not satisfy.
+
+    Checks installed distribution metadata only (nothing is imported, nothing installed), so the
+    Slicer module can ask for consent before anything changes. Environment markers that do not
+    apply here count as satisfied.
+    """
+    from packaging.requirements import Requirement
+
+    if version_of is None:
+        from importlib.metadata import version as version_of  # type: ignore[no-redef]
+    missing = []
+    for spec in requirements:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = version_of(req.name)
+        except Exception:  # PackageNotFoundError, or a broken installation
+            missing.append(spec)
+            continue
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            missing.append(spec)
+    return missing
+
 __all__ = [
     "AssessmentOutcome", "AssessmentProcess", "ProgressEvent", "ProgressReader", "StageStatus",
     "build_assess_command", "child_environment", "core_parent_dir", "find_python_slicer",
-    "kill_process_tree", "popen_kwargs", "read_report",
+    "kill_process_tree", "missing_requirements", "parse_requirements", "popen_kwargs",
+    "read_report",
     "PENDING", "RUNNING", "DONE", "FAILED", "SKIPPED", "OK", "ERROR", "CRASHED", "CANCELLED",
     "RESULT_PREFIX",
 ]
