@@ -298,3 +298,31 @@ def test_examples_are_reproducible_by_their_generator(tmp_path):
     for name in ("truth.csv", "predictions.csv", "predictions_cv.csv", "junior.csv",
                  "senior.csv", "mpd_reference.csv"):
         assert (tmp_path / name).read_text() == open(d(name)).read(), name
+
+
+def test_one_reader_file_with_reader_column_and_no_truth_mpd(tmp_path):
+    rng = np.random.default_rng(3)
+    keys = [(f"P{i}", s) for i in range(15) for s in ("left", "right")]
+    y = rng.integers(0, 2, len(keys))
+    y[:2] = [0, 1]
+    truth = _write(tmp_path / "t.csv", ["patient_id", "side", "label"],
+                   [(p, s, int(v)) for (p, s), v in zip(keys, y)])
+    preds = _write(tmp_path / "p.csv", ["patient_id", "side", "p_high_risk"],
+                   [(p, s, float(np.clip(0.3 + 0.4 * v + rng.normal(0, 0.2), 0, 1)))
+                    for (p, s), v in zip(keys, y)])
+    rows = []
+    for name, flip in (("A", 0.1), ("B", 0.2), ("C", 0.3)):
+        calls = np.where(rng.random(len(keys)) < flip, 1 - y, y)
+        rows += [(name, "resident" if name == "A" else "attending", p, s, int(c))
+                 for (p, s), c in zip(keys, calls)]
+    readers = _write(tmp_path / "panel.csv",
+                     ["reader", "experience", "patient_id", "side", "call"], rows)
+    result = evaluate(preds, truth, [readers], n_bootstrap=100)
+    prim = result["primary"]
+    assert list(prim["raters"]) == ["model", "A", "B", "C"]
+    assert prim["raters"]["A"]["experience"] == "resident"
+    assert [(p["a"], p["b"]) for p in prim["reader_pairs"]] == [("A", "B"), ("A", "C"), ("B", "C")]
+    assert prim["kappa"]["fleiss_readers_n"] == 3
+    assert len(prim["kappa"]["cohen_pairwise"]) == 6       # model + 3 readers
+    assert "skipped" in result["sensitivity_analysis"]       # no truth mpd_mm
+    assert any("sensitivity analysis" in n for n in result["notes"])
