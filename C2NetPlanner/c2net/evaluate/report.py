@@ -1,7 +1,13 @@
 """Files written by ``c2net evaluate``: metrics.json, metrics.csv and summary.html.
 
-``metrics.json`` holds every number (and the ROC points); ``metrics.csv`` is a long table with
-one row per (analysis, subject, metric, CI method); ``summary.html`` lays the results out like
+``metrics.json`` holds every number (and the ROC points, and the per-side inputs);
+``metrics.csv`` is a long table with one row per (analysis, subject, metric, CI method):
+columns analysis (``primary``, ``cutoff_4.3mm``, ``calibration``, ``cross_validation``,
+``mpd_agreement``, ``segmentation``), subject (rater, pair or fold), metric, value, ci_low,
+ci_high, ci_method (``wilson``, ``clopper_pearson``, ``delong``, ``bootstrap_patients``...),
+p_value (on a rater's row: its test against the model, exact McNemar for accuracy /
+sensitivity / specificity, DeLong for AUC; empty for the model and for PPV/NPV) and n;
+``summary.html`` lays the results out like
 the paper's table (rows: model, measured-MPD rule, each reader; columns: accuracy, sensitivity,
 specificity and AUC with 95 % CIs and p-values against the model).
 """
