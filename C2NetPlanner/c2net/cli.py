@@ -81,6 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return 0
     except Exception as exc:  # noqa: BLE001 - last line of defence for the user
         if debug:
             traceback.print_exc()

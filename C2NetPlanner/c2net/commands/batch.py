@@ -1,0 +1,39 @@
+"""``c2net batch INPUTS... | --manifest FILE --out DIR``: assess a cohort (see c2net.batch)."""
+
+from __future__ import annotations
+
+from ..batch import BatchOptions, cases_from_inputs, read_manifest, run_batch
+from ..errors import InputError
+from ._common import add_decision_arguments
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="*", help="CT inputs (files or DICOM folders)")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help="CSV with an 'input' column (optional case_id, series_uid, vertebra_mask, c2_label, seed_x/y/z)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="cohort folder: one sub-folder per case + summary.csv")
+    parser.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default 1: in-process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--resume", action="store_true", help="skip cases that already have a report.json")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_decision_arguments(parser)
+
+
+def run(args) -> int:
+    if bool(args.inputs) == bool(args.manifest):
+        raise InputError("Give either input paths or --manifest FILE (not both, not neither).",
+                         hint="e.g. c2net batch scans/*.nii.gz --out cohort/")
+    cases = read_manifest(args.manifest) if args.manifest else cases_from_inputs(args.inputs)
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1.", hint="Use --workers 1 for an in-process run.")
+    options = BatchOptions(cutoff_mm=args.cutoff_mm, screw_mm=args.screw_mm,
+                           verdict_measure=args.verdict_measure, model_dir=args.model_dir,
+                           threads=args.threads or 1)
+    rows = run_batch(cases, args.out, options, workers=args.workers, scheduler=args.scheduler,
+                     resume=args.resume, show_progress=not args.quiet)
+    failed = sorted({r["case_id"] for r in rows if r.get("status") != "ok"})
+    print(f"{len(cases)} case(s), {len(failed)} failed; summary: {args.out}/summary.csv")
+    for cid in failed:
+        msg = next((r.get("error_message") for r in rows if r["case_id"] == cid), "")
+        print(f"  failed: {cid}: {msg}")
+    return 0
