@@ -968,17 +968,11 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
             ids.append(segmentId)
         ct = self.volumeToSitk(p.inputVolume)
         labels = self.segmentsToLabelmapSitk(segmentationNode, ids, p.inputVolume)  # 1 left, 2 right
-        settings = DecisionSettings(cutoff_mm=cutoffMmFromParameters(p), screw_mm=float(p.screwDiameterMm))
-        assessment = remeasure(ct, labels, settings, model_dir=p.modelFolder or None)
-        report = assessment.to_dict()
         folder = tempfile.mkdtemp(prefix="C2NetPlanner-recompute-", dir=slicer.app.temporaryPath)
-        try:
-            from c2net.report import write_report
-
-            write_report(assessment, folder)
-        except ImportError:
-            with open(os.path.join(folder, "report.json"), "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+        assessment = remeasure(ct, labels, folder, cutoff_mm=cutoffMmFromParameters(p),
+                               screw_mm=float(p.screwDiameterMm), model_dir=p.modelFolder or None,
+                               threads=int(p.threads) or None, overwrite=True)
+        report = slicer_process.read_report(os.path.join(folder, "report.json"))
         with slicer.util.NodeModify(p.parameterNode):
             lines = self._updateIsthmusLines(report, p)
             table = self._updateTable(report, p.outputTable)
@@ -1053,7 +1047,8 @@ class C2NetPlannerTest(ScriptedLoadableModuleTest):
         import SimpleITK as sitk
         from c2net.phantom import make_phantom
 
-        phantom = make_phantom(seed=3)
+        # small, fast and deterministic: 1 mm axial, C1-C4 field of view
+        phantom = make_phantom(seed=3, spacing_mm=1.0, fov="c1_c4", direction=None)
         folder = tempfile.mkdtemp(prefix="C2NetPlannerTest-", dir=slicer.app.temporaryPath)
         path = os.path.join(folder, "phantom_ct.nrrd")
         sitk.WriteImage(phantom.ct, path, True)
