@@ -398,9 +398,17 @@ def resample_stack(pixels: np.ndarray, geom: StackGeometry, step_mm: float,
                 canvas[j0:j0 + ny, i0:i0 + nx] = pixels[k]
                 cache[k] = canvas
             else:
-                cache[k] = ndimage.affine_transform(
+                # bilinear inside the slice, edge pixels extend half a pixel (their own
+                # extent), fill_value beyond
+                moved = ndimage.affine_transform(
                     pixels[k], np.eye(2), offset=offset, output_shape=(ny_out, nx_out),
-                    order=1, mode="constant", cval=fill_value).astype(np.float32)
+                    order=1, mode="nearest").astype(np.float32)
+                jy = np.arange(ny_out) + offset[0]
+                ix = np.arange(nx_out) + offset[1]
+                inside = (((jy >= -0.5) & (jy <= ny - 0.5))[:, None]
+                          & ((ix >= -0.5) & (ix <= nx - 0.5))[None, :])
+                moved[~inside] = fill_value
+                cache[k] = moved
         return cache[k]
 
     for m in range(n_planes):

@@ -16,11 +16,14 @@ temporary folder that is removed afterwards.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
@@ -190,7 +193,62 @@ def check_hounsfield(image: sitk.Image, source: str, stored_pixel_type: str = ""
     return {"min": lo, "max": hi, "p1": p1, "median": p50, "p99": p99}
 
 
+#: MetaImage ``Modality`` values -> DICOM modality codes ("" = not stated).
+_METAIO_MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM",
+                      "MET_MOD_US": "US", "MET_MOD_OTHER": "", "MET_MOD_UNKNOWN": ""}
+
+
+def _nifti_truncation(path: Path) -> Optional[str]:
+    """Why a NIfTI file is shorter than its header promises (ITK would zero-fill), or None."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(540)
+            if len(header) < 348:
+                return "the header is incomplete"
+            for endian in ("<", ">"):
+                sizeof_hdr = struct.unpack(endian + "i", header[:4])[0]
+                if sizeof_hdr in (348, 540):
+                    break
+            else:
+                return None  # not a NIfTI header we understand: let ITK decide
+            if sizeof_hdr == 348:
+                dims = struct.unpack(endian + "8h", header[40:56])
+                bitpix = struct.unpack(endian + "h", header[72:74])[0]
+                vox_offset = struct.unpack(endian + "f", header[108:112])[0]
+            else:
+                dims = struct.unpack(endian + "8q", header[16:80])
+                bitpix = struct.unpack(endian + "h", header[14:16])[0]
+                vox_offset = struct.unpack(endian + "q", header[168:176])[0]
+            ndim = int(dims[0])
+            if not 1 <= ndim <= 7:
+                return None
+            expected = int(vox_offset) + int(np.prod([max(int(d), 1) for d in dims[1:ndim + 1]],
+                                                     dtype=np.int64)) * int(bitpix) // 8
+            if opener is open:
+                actual = path.stat().st_size
+            else:
+                actual = len(header)
+                while True:
+                    chunk = fh.read(1 << 22)
+                    if not chunk:
+                        break
+                    actual += len(chunk)
+    except (OSError, EOFError, struct.error, zlib.error) as exc:
+        return f"the file is damaged ({exc})"
+    if actual < expected:
+        return f"it holds {actual} bytes but its header needs {expected}"
+    return None
+
+
 def _read_volume_file(path: Path, fmt: str) -> tuple:
+    if fmt == "nifti":
+        problem = _nifti_truncation(path)
+        if problem:
+            raise InputError(f"{path.name} cannot be read as a NIFTI image: {problem} "
+                             "(truncated or corrupt).",
+                             "The file is corrupt or incompletely copied; copy or export it "
+                             "again.")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -206,7 +264,10 @@ def _read_volume_file(path: Path, fmt: str) -> tuple:
     meta = {}
     for key in reader.GetMetaDataKeys():
         if key in ("0008|0060", "Modality", "modality"):
-            meta["modality"] = reader.GetMetaData(key).strip().upper()
+            value = reader.GetMetaData(key).strip().upper()
+            value = _METAIO_MODALITIES.get(value, value)
+            if value:
+                meta["modality"] = value
     return image, stored, meta
 
 
