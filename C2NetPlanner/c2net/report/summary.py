@@ -1,0 +1,188 @@
+"""The human-readable facts of a report, shared by the HTML and PDF writers.
+
+Everything here is plain text/numbers taken from the ``report.json`` dict (so the human
+reports show exactly the numbers of the machine-readable one) plus the flags a surgeon must not
+miss: borderline measurements and disagreement between the two verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ..results import SIDES
+from .style import SIDE_SHORT, agreement_text, verdict_text
+
+TITLE = "C2 pedicle screw assessment"
+
+
+def _num(v: Any, fmt: str = "{:.2f}", unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    return fmt.format(v) + unit
+
+
+@dataclass
+class SideRow:
+    """One side's displayed values (strings) and flags."""
+
+    side: str
+    cells: Dict[str, str]
+    flags: Dict[str, str] = field(default_factory=dict)   # cell key -> "borderline"/"alert"/"ok"
+
+
+#: (key, row label) of the per-side table, in display order.
+TABLE_ROWS: List[Tuple[str, str]] = [
+    ("mpd", "MPD (outer, cortex to cortex)"),
+    ("uncertainty", "MPD uncertainty"),
+    ("inner", "Inner (medullary) width"),
+    ("height", "Height (outer)"),
+    ("medial", "Medial angle"),
+    ("cranial", "Cranial angle"),
+    ("verdict_mpd", "Measured-width verdict"),
+    ("p", "C2-Net p(high risk)"),
+    ("verdict_network", "C2-Net verdict"),
+    ("agreement", "Agreement"),
+    ("centre", "Isthmus centre (LPS mm)"),
+]
+
+
+def side_rows(report: Mapping[str, Any]) -> List[SideRow]:
+    """Per-side displayed cells, left then right."""
+    out = []
+    for side in SIDES:
+        s = (report.get("sides") or {}).get(side)
+        if s is None:
+            continue
+        cells: Dict[str, str] = {}
+        flags: Dict[str, str] = {}
+        if s.get("error"):
+            cells["mpd"] = "not measured: " + str(s["error"].get("message", ""))
+        else:
+            cells["mpd"] = _num(s.get("mpd_mm"), unit=" mm")
+        cells["uncertainty"] = _num(s.get("mpd_uncertainty_mm"), "\u00b1 {:.2f}", " mm")
+        cells["inner"] = _num(s.get("inner_width_mm"), unit=" mm")
+        cells["height"] = _num(s.get("height_mm"), unit=" mm")
+        cells["medial"] = _num(s.get("medial_angle_deg"), "{:.1f}", "\u00b0")
+        cells["cranial"] = _num(s.get("cranial_angle_deg"), "{:.1f}", "\u00b0")
+        cells["verdict_mpd"] = verdict_text(s.get("verdict_mpd")).upper() \
+            if s.get("verdict_mpd") == "borderline" else verdict_text(s.get("verdict_mpd"))
+        cells["p"] = _num(s.get("p_high_risk"), "{:.3f}")
+        cells["verdict_network"] = verdict_text(s.get("verdict_network"))
+        cells["agreement"] = agreement_text(s.get("agreement"))
+        c = s.get("isthmus_center_lps_mm")
+        cells["centre"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in c)
+        for key, code in (("verdict_mpd", s.get("verdict_mpd")),
+                          ("verdict_network", s.get("verdict_network"))):
+            flags[key] = {"borderline": "borderline", "high_risk": "alert",
+                          "low_risk": "ok"}.get(code or "", "")
+        flags["agreement"] = {"disagree": "alert", "borderline": "borderline",
+                              "agree": "ok"}.get(s.get("agreement") or "", "")
+        if s.get("error"):
+            flags["mpd"] = "alert"
+        out.append(SideRow(side, cells, flags))
+    return out
+
+
+def verdict_labels(report: Mapping[str, Any]) -> Dict[str, str]:
+    """Row labels that carry the settings (cutoff, threshold)."""
+    st = report.get("settings") or {}
+    cut = st.get("cutoff_mm")
+    thr = st.get("network_threshold")
+    measure = "MPD" if st.get("verdict_measure", "mpd") == "mpd" else "inner width"
+    return {
+        "verdict_mpd": (f"Measured-width verdict ({measure} \u2265 {cut:.2f} mm = low risk)"
+                        if cut is not None else "Measured-width verdict"),
+        "verdict_network": (f"C2-Net verdict (p \u2265 {thr:.2f} = high risk)"
+                            if thr is not None else "C2-Net verdict"),
+    }
+
+
+def side_alerts(report: Mapping[str, Any]) -> List[str]:
+    """Sentences for the flags a reader must not miss (borderline, disagreement, side errors)."""
+    out = []
+    st = report.get("settings") or {}
+    for side in SIDES:
+        s = (report.get("sides") or {}).get(side)
+        if s is None:
+            continue
+        name = SIDE_SHORT[side]
+        if s.get("error"):
+            e = s["error"]
+            out.append(f"{name}: not assessed - {e.get('message', '')} {e.get('hint') or ''}".strip())
+            continue
+        if s.get("verdict_mpd") == "borderline":
+            out.append(f"{name}: the measured width ({_num(s.get('mpd_mm'))} mm "
+                       f"\u00b1 {_num(s.get('mpd_uncertainty_mm'))} mm) is within its uncertainty "
+                       f"of the {_num(st.get('cutoff_mm'))} mm cutoff: borderline.")
+        if s.get("agreement") == "disagree":
+            out.append(f"{name}: the measured-width verdict ({verdict_text(s.get('verdict_mpd'))}) "
+                       f"and the network verdict ({verdict_text(s.get('verdict_network'))}) "
+                       "disagree: review the images.")
+    return out
+
+
+def identifiers(report: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """(label, value) pairs identifying the patient, study, series and input."""
+    inp = report.get("input") or {}
+
+    def g(key: str) -> str:
+        v = inp.get(key)
+        return "n/a" if v in (None, "") else str(v)
+
+    size = inp.get("size")
+    spacing = inp.get("spacing_mm", inp.get("spacing"))
+    rows = [
+        ("Patient ID", g("patient_id")),
+        ("Study UID", g("study_instance_uid")),
+        ("Series UID", g("series_instance_uid")),
+        ("Series", g("series_description")),
+        ("Input", g("path")),
+    ]
+    if size:
+        rows.append(("Size (voxels)", " x ".join(str(s) for s in size)))
+    if spacing:
+        rows.append(("Spacing (mm)", " x ".join(f"{s:.3g}" for s in spacing)))
+    rows.append(("Assessed (UTC)", str(report.get("created_utc") or "n/a")))
+    return rows
+
+
+def settings_lines(report: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    st = report.get("settings") or {}
+    out = []
+    labels = [("cutoff_mm", "MPD cutoff (mm)"), ("cutoff_source", "Cutoff source"),
+              ("screw_mm", "Screw diameter (mm)"), ("verdict_measure", "Verdict measure"),
+              ("network_threshold", "Network threshold"), ("borderline_rule", "Borderline rule")]
+    for key, label in labels:
+        if key in st:
+            out.append((label, str(st[key])))
+    for key, value in st.items():
+        if key not in dict(labels):
+            out.append((key, str(value)))
+    return out
+
+
+def model_lines(report: Mapping[str, Any]) -> List[str]:
+    out = []
+    for m in report.get("models") or []:
+        parts = [str(m.get("id"))]
+        if m.get("kind"):
+            parts.append(f"({m['kind']})")
+        if m.get("version"):
+            parts.append(f"version {m['version']}")
+        if m.get("sha256"):
+            parts.append(f"sha256 {m['sha256']}")
+        out.append(" ".join(parts))
+    return out
+
+
+def software_lines(report: Mapping[str, Any]) -> List[str]:
+    sw = report.get("software") or {}
+    return [f"{k}: {v}" for k, v in sw.items()]
+
+
+def timing_line(report: Mapping[str, Any]) -> Optional[str]:
+    t = report.get("timings_s") or {}
+    if not t:
+        return None
+    return ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
