@@ -90,7 +90,7 @@ class C2NetPlanner(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["C2NetPlanner contributors"]
         self.parent.helpText = _(
-            "<p><b>Assess C2</b>: from a cervical CT, is there room for a 3.5 mm screw in each "
+            "<p><b>Assess C2</b>: from a cervical CT, is there room for a {screw:.1f} mm screw in each "
             "C2 pedicle? The module finds C2, segments both pedicles, measures the narrowest "
             "isthmus (minimum pedicle diameter, MPD) and runs the C2-Net classifier, then shows "
             "the segmentation, a line across each isthmus, an attention (Grad-CAM) heat map and "
@@ -100,13 +100,14 @@ class C2NetPlanner(ScriptedLoadableModule):
             "editing the pedicle segments, <i>Recompute from edited segmentation</i> re-runs only "
             "the measurement and classification.</p>"
             "<p>Method: Bao et al., \"Preoperative evaluation of C2 pedicle screw placement using "
-            "a deep learning model\", PLoS One 2026. MPD cutoff 4.78 mm: Wu et al. 2023, "
-            "J Orthop Surg Res 18:7.</p>"
+            "a deep learning model\", PLoS One 2026. Default MPD cutoff {cutoff:.2f} mm: "
+            "{cutoffSource}</p>"
             "<p><b>{disclaimer}</b> The verdicts support, and never replace, the surgeon's own "
             "reading of the CT.</p>"
             "<p>Documentation: <a href=\"https://github.com/c2netplanner/C2NetPlanner\">"
             "github.com/c2netplanner/C2NetPlanner</a>. Core version {version}.</p>"
-        ).format(disclaimer=DISCLAIMER, version=C2NET_VERSION)
+        ).format(disclaimer=DISCLAIMER, version=C2NET_VERSION, cutoff=DEFAULT_CUTOFF_MM, screw=DEFAULT_SCREW_MM,
+                 cutoffSource=cutoff_source(DEFAULT_CUTOFF_MM))
         self.parent.acknowledgementText = _(
             "C2NetPlanner reimplements C2-Net (Bao et al., PLoS One 2026) as an open-source 3D "
             "Slicer extension. It builds on 3D Slicer, SimpleITK and ONNX Runtime. Real-anatomy "
