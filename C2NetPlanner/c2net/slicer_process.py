@@ -128,7 +128,9 @@ def build_assess_command(
     if not out_dir:
         raise ValueError("no output folder")
     DecisionSettings(cutoff_mm=float(cutoff_mm), screw_mm=float(screw_mm))  # raises ValueError
-    cmd = [python_executable, "-m", "c2net", "assess", str(input_path), "--out", str(out_dir)]
+    # Absolute paths: the child runs in the module's folder, not in the caller's.
+    cmd = [python_executable, "-m", "c2net", "assess", os.path.abspath(str(input_path)),
+           "--out", os.path.abspath(str(out_dir))]
     if seed_lps_mm is not None:
         seed = [float(v) for v in seed_lps_mm]
         if len(seed) != 3:
@@ -140,10 +142,10 @@ def build_assess_command(
         label = int(c2_label)  # type: ignore[arg-type]
         if label <= 0:
             raise ValueError(f"the C2 label must be a positive integer, got {c2_label!r}")
-        cmd += ["--vertebra-mask", str(vertebra_mask), "--c2-label", str(label)]
+        cmd += ["--vertebra-mask", os.path.abspath(str(vertebra_mask)), "--c2-label", str(label)]
     cmd += ["--cutoff-mm", _num(cutoff_mm), "--screw-mm", _num(screw_mm)]
     if model_dir:
-        cmd += ["--model-dir", str(model_dir)]
+        cmd += ["--model-dir", os.path.abspath(os.path.expanduser(str(model_dir)))]
     if threads is not None and int(threads) > 0:
         cmd += ["--threads", str(int(threads))]
     if progress_lines:
@@ -400,8 +402,10 @@ class ProgressReader:
                 message=message, hint=str(err.get("hint") or self.error_hint),
                 code=str(err.get("code", "")), returncode=returncode, result=result, log_tail=tail)
         self._fail_running(FAILED)
-        if self.error_message and returncode not in (None, 0) and returncode > 0:
-            return AssessmentOutcome(ERROR, message=self.error_message, hint=self.error_hint,
+        if self.error_message and returncode is not None and returncode > 0:
+            # The CLI exits 2/3 for a refusal (C2NetError) and 1 for an unexpected failure.
+            return AssessmentOutcome(CRASHED if returncode == 1 else ERROR,
+                                     message=self.error_message, hint=self.error_hint,
                                      returncode=returncode, log_tail=tail)
         if returncode is not None and returncode < 0:
             why = f"The assessment process was killed by signal {-returncode}"
