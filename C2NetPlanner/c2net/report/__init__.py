@@ -29,12 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
+from PIL import Image
+
 from ..errors import C2NetError
 from ..results import SIDES, Assessment
 from .atomic import atomic_output_dir
 from .attention_files import ATTENTION_NRRD, write_attention_file
 from .csv_report import REPORT_CSV, write_csv_report
-from .figures import all_side_views, figure_png, strip_figure, views_figure
+from .figures import all_side_views, png_bytes, render_strip, render_views
 from .gif import GIF_NAMES, write_gif
 from .html_report import REPORT_HTML, write_html_report
 from .json_report import REPORT_JSON, report_dict, sha256_file, write_json_report
@@ -103,20 +105,20 @@ def _write_all(assessment: Assessment, tmp: Path) -> List[str]:
 def _write_pictures_and_documents(assessment: Assessment, report: dict, tmp: Path) -> List[str]:
     names: List[str] = []
     threshold = (report.get("settings") or {}).get("network_threshold")
-    views = all_side_views(assessment)
-    images: Dict[str, Dict[str, bytes]] = {}
-    for side, v in views:
+    pictures: Dict[str, Dict[str, Image.Image]] = {}
+    for side, views in all_side_views(assessment):
         sa = assessment.sides[side]
-        images[side] = {}
-        if v is not None:
-            images[side]["views"] = figure_png(views_figure(v))
+        pictures[side] = {}
+        if views is not None:
+            pictures[side]["views"] = render_views(views)
         if sa.slices is not None:
-            images[side]["strip"] = figure_png(strip_figure(sa, threshold))
+            pictures[side]["strip"] = render_strip(sa, threshold)
             write_gif(sa, tmp)
             names.append(GIF_NAMES[side])
     classifier_ids = {s: assessment.sides[s].prediction.model_id for s in SIDES
                       if s in assessment.sides and assessment.sides[s].prediction is not None}
     write_csv_report(report, tmp, classifier_ids)
-    write_html_report(report, tmp, images)
-    write_pdf_report(report, assessment, tmp, views)
+    pngs = {side: {k: png_bytes(img) for k, img in d.items()} for side, d in pictures.items()}
+    write_html_report(report, tmp, pngs)
+    write_pdf_report(report, tmp, pictures)
     return names + [REPORT_CSV, REPORT_HTML, REPORT_PDF]

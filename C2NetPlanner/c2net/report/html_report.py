@@ -87,17 +87,9 @@ def _kv_table(pairs: List[tuple]) -> str:
         f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in pairs) + "</table>"
 
 
-def _warnings(report: Mapping[str, Any]) -> List[str]:
-    out = list(report.get("warnings") or [])
-    for side in SIDES:
-        s = (report.get("sides") or {}).get(side) or {}
-        out += [f"{side}: {w}" for w in s.get("measurement_warnings") or []]
-    return out
-
-
 def render_html(report: Mapping[str, Any], images: Optional[Dict[str, Dict[str, bytes]]] = None
                 ) -> str:
-    """The HTML text. ``images`` maps side -> {"views": png, "strip": png} (optional)."""
+    """The HTML text. ``images`` maps side -> {"views": PNG bytes, "strip": PNG bytes}."""
     images = images or {}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -148,7 +140,7 @@ def render_html(report: Mapping[str, Any], images: Optional[Dict[str, Dict[str, 
               else "<p class='muted'>n/a</p>",
               "<h2>Models</h2>", _list(S.model_lines(report)),
               "<h2>Software</h2>", _list(S.software_lines(report)),
-              "<h2>Warnings</h2>", _list(_warnings(report))]
+              "<h2>Warnings</h2>", _list(S.all_warnings(report))]
     t = S.timing_line(report)
     if t:
         parts.append(f"<p class='muted'>Timings: {_e(t)}</p>")

@@ -186,3 +186,12 @@ def timing_line(report: Mapping[str, Any]) -> Optional[str]:
     if not t:
         return None
     return ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+
+
+def all_warnings(report: Mapping[str, Any]) -> List[str]:
+    """Run warnings followed by each side's measurement warnings."""
+    out = list(report.get("warnings") or [])
+    for side in SIDES:
+        s = (report.get("sides") or {}).get(side) or {}
+        out += [f"{side}: {w}" for w in s.get("measurement_warnings") or []]
+    return out
