@@ -343,8 +343,10 @@ def analyse_stack(slices: Sequence[DicomSlice]) -> StackGeometry:
     return geom
 
 
-def read_pixels(slices: Sequence[DicomSlice]) -> np.ndarray:
-    """Pixels of the slices, in the given order, as float32 [k, j, i], rescale applied."""
+def read_pixels(slices: Sequence[DicomSlice]) -> sitk.Image:
+    """Pixels of the slices, in the given order, as a float32 image, rescale applied.
+
+    Only the voxel values are to be trusted: the caller sets the geometry from the IPPs."""
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames([s.path for s in slices])
@@ -359,7 +361,7 @@ def read_pixels(slices: Sequence[DicomSlice]) -> np.ndarray:
         raise NotCTError("The DICOM series holds colour (RGB) pixels, not CT values.",
                          "This looks like a screenshot or secondary capture; load the original "
                          "CT series.")
-    return sitk.GetArrayViewFromImage(image).astype(np.float32, copy=True)
+    return image
 
 
 def resample_stack(pixels: np.ndarray, geom: StackGeometry, step_mm: float,
@@ -429,9 +431,9 @@ def resample_stack(pixels: np.ndarray, geom: StackGeometry, step_mm: float,
     return image
 
 
-def stack_image(pixels: np.ndarray, geom: StackGeometry) -> sitk.Image:
-    """A regular, unsheared stack as an image: axes row, column, normal; origin first IPP."""
-    image = sitk.GetImageFromArray(pixels)
+def stack_image(image: sitk.Image, geom: StackGeometry) -> sitk.Image:
+    """Give a regular, unsheared stack its geometry: axes row, column, normal (LPS), origin
+    the first IPP, slice step the median step (in place; returns ``image``)."""
     image.SetSpacing((float(geom.pixel_spacing[0]), float(geom.pixel_spacing[1]),
                       geom.median_step_mm))
     image.SetOrigin(tuple(float(c) for c in geom.origin))
@@ -491,7 +493,7 @@ def read_series(series: DicomSeries, fill_value: float = -1024.0) -> SeriesVolum
                             "the slices on an orthogonal grid, no correction needed")
         return SeriesVolume(image, described, corrections, warnings, tilt_tag, thickness)
     step = geom.regular_step_mm
-    image = resample_stack(pixels, geom, step, fill_value)
+    image = resample_stack(sitk.GetArrayViewFromImage(pixels), geom, step, fill_value)
     if geom.is_sheared:
         tilt = geom.tilt_deg
         text = f"gantry tilt of {tilt:.1f}\u00b0 corrected by resampling"
