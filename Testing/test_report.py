@@ -1,4 +1,4 @@
-"""A synthetic, asymmetric "Assess C2" result for the report tests (no models, no pipeline).
+"""Tests of c2net.report on a synthetic, asymmetric "Assess C2" result (no models, no pipeline).
 
 The CT is stored with a permuted, flipped direction matrix (index i -> patient right, j ->
 inferior, k -> anterior) so that any writer that ignores the geometry puts things on the wrong
@@ -8,13 +8,27 @@ sits at patient LEFT-ANTERIOR only, so pictures can be checked for orientation.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
 from typing import Optional, Tuple
 
-import numpy as np
-import SimpleITK as sitk
-
 import c2net
-from c2net.geometry import index_to_lps
+import c2net.report as report_pkg
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+from c2net.errors import C2NetError, OutputError
+from c2net.geometry import index_to_lps, index_to_lps_matrix
+from c2net.report import FILE_KEYS, write_report
+from c2net.report.csv_report import COLUMNS
+from c2net.report.figures import oblique_basis, side_views
+from c2net.report.schema_check import validation_errors
+from c2net.report.volume_checks import same_grid
 from c2net.results import (
     Assessment,
     IsthmusSlices,
@@ -23,6 +37,7 @@ from c2net.results import (
     SideAssessment,
 )
 from c2net.verdict import DecisionSettings, agreement, mpd_verdict, network_verdict
+from PIL import Image
 
 DIRECTION = np.column_stack([(-1.0, 0, 0), (0, 0, -1.0), (0, -1.0, 0)])   # det +1
 SPACING = (0.5, 1.0, 0.5)
@@ -158,3 +173,290 @@ def make_assessment(width_mm: Optional[dict] = None, p_high: Optional[dict] = No
     att_img.CopyInformation(ct)
     return Assessment(status="ok", localisation={"confidence": 0.97, "method": "synthetic"},
                       sides=sides, ct=ct, segmentation=seg, attention=att_img, **common)
+
+
+# =============================================================================== tests
+
+ALL_FILES = set(FILE_KEYS.values())
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_assessment({"left": 4.9, "right": 3.6}, {"left": 0.35, "right": 0.28})
+
+
+@pytest.fixture(scope="module")
+def written(case, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "case007"
+    return case, out, write_report(case, out)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_json(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def test_all_files_written_and_listed(written):
+    _, out, paths = written
+    assert set(paths) == set(FILE_KEYS)
+    assert {p.name for p in out.iterdir()} == ALL_FILES
+    assert all(p.parent == out and p.stat().st_size > 0 for p in paths.values())
+    # no temporary or backup folder left next to the output
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+    rep = _load_json(out)
+    assert set(rep["files"]) == ALL_FILES - {"report.json"}
+    for name, digest in rep["files"].items():
+        assert _sha(out / name) == digest, name
+
+
+def test_json_content_and_schema(written):
+    case, out, _ = written
+    rep = _load_json(out)
+    assert validation_errors(rep) == []
+    assert rep["status"] == "ok" and rep["error"] is None
+    assert rep["schema_version"] == "1.0"
+    assert rep["disclaimer"].startswith("Research use only")
+    left, right = rep["sides"]["left"], rep["sides"]["right"]
+    assert left["mpd_mm"] == 4.9 and right["mpd_mm"] == 3.6
+    assert left["verdict_mpd"] == "borderline" and right["verdict_mpd"] == "high_risk"
+    assert right["agreement"] == "disagree" and left["agreement"] == "borderline"
+    assert left["isthmus_center_lps_mm"][0] > 0 > right["isthmus_center_lps_mm"][0]
+    for key in ("inner_width_mm", "height_mm", "axis_lps", "medial_angle_deg",
+                "cranial_angle_deg", "mpd_uncertainty_mm", "p_high_risk", "verdict_network"):
+        assert left[key] is not None and right[key] is not None
+    assert rep["settings"]["cutoff_mm"] == 4.78 and "Wu" in rep["settings"]["cutoff_source"]
+    assert [m["sha256"] for m in rep["models"]] == ["a" * 64, "b" * 64]
+
+
+def test_csv_matches_json(written):
+    _, out, _ = written
+    rep = _load_json(out)
+    with open(out / "report.csv", newline="", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines[0].split(",")[:3] == ["patient_id", "study_instance_uid", "series_instance_uid"]
+    rows = list(csv.DictReader(lines))
+    assert list(rows[0]) == COLUMNS
+    assert [r["side"] for r in rows] == ["left", "right"]
+    for row in rows:
+        s = rep["sides"][row["side"]]
+        for key in ("mpd_mm", "mpd_uncertainty_mm", "inner_width_mm", "height_mm",
+                    "medial_angle_deg", "cranial_angle_deg", "p_high_risk"):
+            assert float(row[key]) == s[key], key
+        for i, axis in enumerate("xyz"):
+            assert float(row[f"isthmus_center_{axis}_lps_mm"]) == s["isthmus_center_lps_mm"][i]
+        for key in ("verdict_mpd", "verdict_network", "agreement"):
+            assert row[key] == s[key]
+        assert float(row["cutoff_mm"]) == rep["settings"]["cutoff_mm"]
+        assert row["patient_id"] == "PHANTOM-007"
+        assert row["classifier_model_id"] == "c2net-c3d@0.1.0"
+        assert "c2net-unet@0.1.0" in row["model_ids"]
+        assert row["disclaimer"].startswith("Research use only")
+
+
+def test_seg_nrrd_opens_with_named_segments_on_input_geometry(written):
+    case, out, _ = written
+    seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    names = {s["name"]: s for s in seg["segments"]}
+    assert set(names) == {"C2 pedicle left", "C2 pedicle right"}
+    expected = np.eye(4)
+    expected[:3, :3] = index_to_lps_matrix(case.ct)
+    expected[:3, 3] = case.ct.GetOrigin()
+    np.testing.assert_allclose(seg["ijkToLPS"], expected, atol=1e-6)
+    vox = seg["voxels"]                                        # (i, j, k)
+    assert vox.shape == case.ct.GetSize()
+    truth = sitk.GetArrayFromImage(case.segmentation).transpose(2, 1, 0)
+    np.testing.assert_array_equal(vox, truth)
+    for side, code in (("left", "7771000"), ("right", "24028007")):
+        s = names[f"C2 pedicle {side}"]
+        term = s["terminology"]
+        assert term["type"][1] == "78972004"                  # SNOMED-CT pedicle of vertebra
+        assert term["typeModifier"][1] == code                 # laterality
+        # the voxels of the segment named "left" lie in patient left (+x in LPS)
+        ijk = np.argwhere(vox == s["labelValue"])
+        xyz = ijk @ expected[:3, :3].T + expected[:3, 3]
+        assert (np.sign(xyz[:, 0]) == (1 if side == "left" else -1)).all()
+        lo = ijk.min(axis=0)
+        hi = ijk.max(axis=0)
+        assert list(s["extent"]) == [int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]),
+                                     int(lo[2]), int(hi[2])]
+
+
+def test_nifti_and_attention_on_input_grid(written):
+    case, out, _ = written
+    nii = sitk.ReadImage(str(out / "segmentation.nii.gz"))
+    assert same_grid(nii, case.ct)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(nii),
+                                  sitk.GetArrayFromImage(case.segmentation))
+    att = sitk.ReadImage(str(out / "attention.nrrd"))
+    assert att.GetPixelID() == sitk.sitkFloat32
+    assert same_grid(att, case.ct)
+    a = sitk.GetArrayFromImage(att)
+    assert 0.0 <= a.min() and a.max() <= 1.0 and a.max() > 0.5
+    np.testing.assert_array_equal(a, sitk.GetArrayFromImage(case.attention))
+
+
+def test_gifs_have_five_frames(written):
+    _, out, _ = written
+    for side in ("left", "right"):
+        with Image.open(out / f"isthmus_{side}.gif") as im:
+            assert im.n_frames == 5
+            assert im.info.get("loop") == 0
+
+
+def test_html_self_contained_with_flags(written):
+    _, out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<title>C2 pedicle screw assessment</title>" in html
+    assert "Research use only \u2014 not a medical device" in html
+    assert "PHANTOM-007" in html and "1.2.826.0.1.7.2" in html
+    assert html.count("data:image/png;base64,") == 4           # views + strip per side
+    assert "src=\"http" not in html and "<link" not in html and "<script" not in html
+    assert 'class="borderline">BORDERLINE' in html
+    assert 'class="alert">DISAGREE' in html
+    assert "Wu et al. 2023" in html and "a" * 64 in html
+
+
+def test_pdf_has_two_a4_pages(written):
+    _, out, _ = written
+    data = (out / "report.pdf").read_bytes()
+    assert data.startswith(b"%PDF")
+    boxes = re.findall(rb"/MediaBox \[ 0 0 ([0-9.]+) ([0-9.]+) \]", data)
+    assert len(boxes) == 2                                     # two pages
+    for w, h in boxes:                                         # A4: 595 x 842 pt
+        assert abs(float(w) - 595.3) < 1 and abs(float(h) - 841.9) < 1
+    assert "Research use only".encode("utf-16-be") in data     # document metadata
+
+
+def test_error_assessment_writes_json_and_html_only(tmp_path):
+    a = make_assessment(status="error")
+    out = tmp_path / "failed"
+    paths = write_report(a, out)
+    assert set(paths) == {"json", "html"}
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.html"}
+    rep = _load_json(out)
+    assert validation_errors(rep) == []
+    assert rep["status"] == "error" and rep["error"]["code"] == "c2_not_found"
+    assert rep["files"] == {"report.html": _sha(out / "report.html")}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "C2 was not found in the scan." in html and "--seed X Y Z" in html
+    assert "Research use only" in html
+
+
+@pytest.mark.parametrize("target", ["write_pdf_report", "write_attention_file"])
+def test_failure_midway_leaves_nothing(case, tmp_path, monkeypatch, target):
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(report_pkg, target, boom)
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_report(case, out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+    # an existing report is never clobbered, even with overwrite=True
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "report.json").write_text("previous")
+    with pytest.raises(RuntimeError):
+        write_report(case, old, overwrite=True)
+    assert [p.name for p in old.iterdir()] == ["report.json"]
+    assert (old / "report.json").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
+    a = make_assessment(status="error")        # fast to write
+    out = tmp_path / "case"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError) as exc:
+        write_report(a, out)
+    assert exc.value.hint and "overwrite" in exc.value.hint
+    assert (out / "notes.txt").read_text() == "keep me"
+    paths = write_report(a, out, overwrite=True)
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.html"}
+    assert paths["json"] == out.absolute() / "report.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
+    # an existing empty folder is fine without overwrite; a file is not a folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_report(a, empty)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError):
+        write_report(a, tmp_path / "afile", overwrite=True)
+
+
+def test_segmentation_off_grid_is_refused(tmp_path):
+    a = make_assessment()
+    shifted = sitk.Image(a.segmentation)
+    shifted.SetOrigin([o + 1.0 for o in shifted.GetOrigin()])
+    a.segmentation = shifted
+    with pytest.raises(C2NetError, match="not on the input CT's grid"):
+        write_report(a, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_schema_rejects_broken_reports(written):
+    _, out, _ = written
+    good = _load_json(out)
+    assert validation_errors(good) == []
+
+    def broken(mutate):
+        d = json.loads(json.dumps(good))
+        mutate(d)
+        return validation_errors(d)
+
+    assert broken(lambda d: d["sides"]["left"].update(verdict_mpd="maybe"))
+    assert broken(lambda d: d["sides"].pop("right"))
+    assert broken(lambda d: d["sides"]["left"].update(p_high_risk=1.5))
+    assert broken(lambda d: d["sides"]["left"].pop("mpd_mm"))
+    assert broken(lambda d: d.update(status="error"))                  # error must be set
+    assert broken(lambda d: d.update(status="error", error={"code": "x", "message": "m"}))
+    assert broken(lambda d: d["files"].update({"report.csv": "not-a-sha"}))
+    assert broken(lambda d: d.pop("disclaimer"))
+    assert broken(lambda d: d["sides"]["right"].update(isthmus_center_lps_mm=[1.0, 2.0]))
+    assert broken(lambda d: d.update(status="error",
+                                     error={"code": "c", "message": "m", "hint": None})) == []
+
+
+def test_views_follow_patient_orientation(case):
+    """Patient left on the image's right (radiological), anterior on top, on an oblique scan."""
+    axial, oblique = side_views(case, "left")
+    # the bead sits at patient LEFT-ANTERIOR of the left isthmus: image right, upper half
+    r, c = np.unravel_index(np.argmax(axial.ct_hu), axial.ct_hu.shape)
+    centre = (axial.ct_hu.shape[0] - 1) / 2
+    assert c > centre and r < centre
+    # the right pedicle (patient right) appears on the image's left of the left isthmus view
+    cols_right = np.nonzero(axial.labels == 2)[1]
+    cols_left = np.nonzero(axial.labels == 1)[1]
+    assert cols_right.size and cols_left.size and cols_right.mean() < cols_left.mean()
+    assert axial.edges == ("R", "L", "A", "P") and oblique.edges == ("R", "L", "S", "I")
+    # oblique view: image right = patient left, image down = inferior, plane normal = axis
+    axis = np.asarray(case.sides["left"].measurement.axis_lps)
+    u, v = oblique_basis(axis)
+    assert u[0] > 0.9 and v[2] < -0.9
+    assert abs(np.dot(np.cross(u, v), axis)) > 0.999
+    # the MPD line lies in the oblique plane and has the measured length
+    assert oblique.mpd_in_plane
+    length_mm = np.linalg.norm(oblique.mpd_px[1] - oblique.mpd_px[0]) * oblique.px_mm
+    assert abs(length_mm - 4.9) < 1e-6
+
+
+def test_report_does_not_modify_the_assessment(tmp_path):
+    a = make_assessment()
+    before = json.dumps(a.to_dict(), sort_keys=True)
+    seg_before = sitk.GetArrayFromImage(a.segmentation).copy()
+    write_report(a, tmp_path / "r")
+    assert json.dumps(a.to_dict(), sort_keys=True) == before
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(a.segmentation), seg_before)
+    assert not a.segmentation.GetMetaDataKeys() or "Segment0_Name" not in \
+        a.segmentation.GetMetaDataKeys()
+
+
+def test_output_folder_is_readable(written):
+    _, out, _ = written
+    assert os.stat(out).st_mode & 0o055 == 0o055
