@@ -1,0 +1,189 @@
+"""Find the dens of C2 inside the C1 ring, slice by slice along the spinal canal.
+
+On each 1 mm axial slice of the crop (:mod:`c2net.locate_crop`) the bone just anterior to the
+canal is examined. At the level of the C1 ring that bone is the dens: a small, round, isolated
+island (5-14 mm wide) with the anterior arch of C1 in front of it and the lateral masses of C1
+on both sides, separated from it by joint spaces. At every other level the bone in front of
+the canal is a vertebral body (wider, joined to its pedicles), the basion/clivus (no arch in
+front, no masses beside) or nothing. The dens is the longest vertical run of dens-like slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+#: HU above which a 1 mm voxel is bone for the island analysis.
+BONE_HU_1MM = 250.0
+#: Transverse width (mm) of a dens cross-section.
+DENS_WIDTH_MM = (5.0, 14.5)
+#: Filled cross-section area (mm^2) of a dens.
+DENS_AREA_MM2 = (20.0, 190.0)
+#: How far (mm) in front of the canal centre the bone in front of the canal may start.
+MAX_CANAL_TO_BONE_MM = 30.0
+
+
+@dataclass
+class SliceCue:
+    """Evidence on one axial slice (crop indices; distances in mm)."""
+
+    k: int
+    island: bool = False          # an isolated, dens-sized bone island in front of the canal
+    width_mm: float = 0.0
+    area_mm2: float = 0.0
+    arch_in_front: bool = False   # another bone (C1 anterior arch) 1-12 mm in front of it
+    masses_beside: int = 0        # number of sides (0-2) with separate bone beside it
+    centre_pl: tuple = (np.nan, np.nan)
+
+    @property
+    def score(self) -> float:
+        if not self.island:
+            return 0.0
+        return 1.0 + 0.6 * self.arch_in_front + 0.3 * self.masses_beside
+
+
+@dataclass
+class DensRun:
+    """A vertical run of dens-like slices: ``k_lo``..``k_hi`` (crop slice indices)."""
+
+    k_lo: int
+    k_hi: int
+    score: float
+    slices: list = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.k_hi - self.k_lo + 1
+
+
+#: (bone threshold HU, in-plane erosion in voxels) tried in turn: the joint spaces around the
+#: dens are 1-3 mm wide, so partial volume can bridge them at a low threshold; erosion or a
+#: higher threshold opens them again.
+SEPARATIONS = ((250.0, 0), (250.0, 1), (450.0, 0), (250.0, 2), (450.0, 1))
+
+
+def slice_cues(hu: np.ndarray, centre_p: np.ndarray, centre_l: np.ndarray,
+               spacing_mm: float = 1.0) -> list[SliceCue]:
+    """Dens evidence on every slice ``k`` of ``hu[S, P, L]`` given the canal centre per slice
+    (``centre_p[k]``, ``centre_l[k]``, NaN where the canal is unknown)."""
+    cues = [SliceCue(k=k) for k in range(hu.shape[0])]
+    known = np.isfinite(centre_p) & np.isfinite(centre_l)
+    if not np.any(known):
+        return cues
+    k0, k1 = np.nonzero(known)[0][[0, -1]]
+    sub = hu[k0:k1 + 1]
+    structure2d = np.zeros((3, 3, 3), bool)
+    structure2d[1] = ndimage.generate_binary_structure(2, 1)
+    label_structure = np.zeros((3, 3, 3), bool)
+    label_structure[1] = True
+    for threshold, erosion in SEPARATIONS:
+        bone = sub > threshold
+        if erosion:
+            bone = ndimage.binary_erosion(bone, structure=structure2d, iterations=erosion)
+        lab, _ = ndimage.label(bone, structure=label_structure)
+        objects = ndimage.find_objects(lab)
+        for k in range(k0, k1 + 1):
+            if cues[k].island or not known[k]:
+                continue
+            _examine(cues[k], lab[k - k0], objects, centre_p[k], centre_l[k], spacing_mm, erosion)
+    return cues
+
+
+def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float,
+             spacing_mm: float, erosion: int) -> None:
+    """Fill ``cue`` from one labelled slice when the bone in front of the canal is dens-like."""
+    p_dim, l_dim = lab.shape
+    pc, lc = int(round(pc)), int(round(lc))
+    if not (0 <= pc < p_dim and 0 <= lc < l_dim):
+        return
+    reach = int(round(MAX_CANAL_TO_BONE_MM / spacing_mm))
+    lo = max(0, pc - reach)
+    best = None
+    for dl in (0, -1, 1, -2, 2):
+        col = lc + dl
+        if not 0 <= col < l_dim:
+            continue
+        hits = np.nonzero(lab[lo:pc + 1, col])[0]
+        if len(hits):
+            p_hit = lo + hits[-1]
+            if best is None or p_hit > best[0]:
+                best = (p_hit, col)
+    if best is None:
+        return
+    label = lab[best[0], best[1]]
+    sl = objects[label - 1]
+    sp_, sl_ = sl[1], sl[2]
+    if sp_.start == 0 or sl_.start == 0 or sp_.stop == p_dim or sl_.stop == l_dim:
+        return  # runs out of the crop: not an island
+    comp = lab[sp_, sl_] == label
+    filled = ndimage.binary_fill_holes(comp)
+    grow = 2 * erosion * spacing_mm  # the erosion shrank the island by this much across
+    width = float(sl_.stop - sl_.start) * spacing_mm + grow
+    depth = float(sp_.stop - sp_.start) * spacing_mm + grow
+    area = float(filled.sum()) * spacing_mm**2 + grow * 0.5 * (width + depth)
+    if cue.area_mm2 == 0.0:
+        cue.width_mm, cue.area_mm2 = width, area
+    if not (DENS_WIDTH_MM[0] <= width <= DENS_WIDTH_MM[1] and depth <= 18.0
+            and DENS_AREA_MM2[0] <= area <= DENS_AREA_MM2[1]):
+        return
+    # round, solid cross-section (a vertebral body's posterior cortex is a thin arc)
+    if not (0.55 <= depth / width <= 1.8 and area >= 0.55 * np.pi / 4.0 * width * depth):
+        return
+    if sp_.stop - 1 > pc + 2:
+        return  # reaches behind the canal centre: part of a ring, not an island
+    pp, ll = np.nonzero(filled)
+    cue.island = True
+    cue.width_mm, cue.area_mm2 = width, area
+    cue.centre_pl = (float(pp.mean() + sp_.start), float(ll.mean() + sl_.start))
+    front, l0, l1 = sp_.start, sl_.start, sl_.stop
+    gap = int(round(12.0 / spacing_mm))
+    in_front = lab[max(0, front - gap):front, l0:l1]
+    cue.arch_in_front = bool(np.any((in_front > 0) & (in_front != label)))
+    side = int(round(15.0 / spacing_mm))
+    for a, b in ((max(0, l0 - side), l0), (l1, min(l_dim, l1 + side))):
+        region = lab[sp_, a:b]
+        if np.any((region > 0) & (region != label)):
+            cue.masses_beside += 1
+
+
+#: Largest drift (mm of P or L per mm of S) of a dens run's centre: the dens stands along the
+#: canal, whereas the clivus and the nasal septum slope forwards at 45-70 degrees.
+MAX_RUN_SLOPE = 0.5
+
+
+def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> list[DensRun]:
+    """Vertical runs of island slices (gaps up to ``max_gap`` slices) that stand upright
+    (drift below ``MAX_RUN_SLOPE``), best score first."""
+    runs: list[DensRun] = []
+    current: list[SliceCue] = []
+    last_k = -10**9
+    for cue in cues:
+        if not cue.island:
+            continue
+        if current and cue.k - last_k > max_gap + 1:
+            runs.append(_close(current))
+            current = []
+        current.append(cue)
+        last_k = cue.k
+    if current:
+        runs.append(_close(current))
+    runs = [r for r in runs if r.length >= min_length and run_slope(r) <= MAX_RUN_SLOPE]
+    runs.sort(key=lambda r: -r.score)
+    return runs
+
+
+def run_slope(run: DensRun) -> float:
+    """Largest |d(P or L)/dS| of a least-squares line through the run's island centres."""
+    k = np.array([c.k for c in run.slices], float)
+    if len(k) < 3 or np.ptp(k) == 0:
+        return 0.0
+    pl = np.array([c.centre_pl for c in run.slices], float)
+    slopes = [abs(np.polyfit(k, pl[:, i], 1)[0]) for i in range(2)]
+    return float(max(slopes))
+
+
+def _close(slices: list[SliceCue]) -> DensRun:
+    score = float(sum(c.score for c in slices))
+    return DensRun(k_lo=slices[0].k, k_hi=slices[-1].k, score=score, slices=list(slices))
