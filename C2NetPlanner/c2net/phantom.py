@@ -139,17 +139,24 @@ class _Grid:
             return None
         return (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
 
-    def coords(self, sl, frame=None):
-        """Coordinates (x, y, z) of the voxels of block ``sl`` in the part frame (float64)."""
-        k = np.arange(sl[0].start, sl[0].stop, dtype=float)[:, None, None]
-        j = np.arange(sl[1].start, sl[1].stop, dtype=float)[None, :, None]
-        i = np.arange(sl[2].start, sl[2].stop, dtype=float)[None, None, :]
+    def coords(self, sl, frame=None, dtype=np.float32):
+        """Coordinates (x, y, z) of the voxels of block ``sl`` in the part frame (mm)."""
         A, b = self.A, self.b
         if frame is not None:
             Rt = frame[1].T
             A = Rt @ A
             b = Rt @ (b - frame[0])
-        return tuple(b[r] + A[r, 0] * i + A[r, 1] * j + A[r, 2] * k for r in range(3))
+        # offsets relative to the block's first voxel keep float32 accurate (~1e-5 mm)
+        k = np.arange(sl[0].stop - sl[0].start, dtype=dtype)[:, None, None]
+        j = np.arange(sl[1].stop - sl[1].start, dtype=dtype)[None, :, None]
+        i = np.arange(sl[2].stop - sl[2].start, dtype=dtype)[None, None, :]
+        b = b + A @ np.array([sl[2].start, sl[1].start, sl[0].start], dtype=float)
+        out = []
+        for r in range(3):
+            c = dtype(b[r]) + dtype(A[r, 0]) * i
+            c = c + dtype(A[r, 1]) * j
+            out.append(c + dtype(A[r, 2]) * k)
+        return tuple(out)
 
 
 def _bone_fields(parts: Sequence[Part], grid: _Grid, cortical: float, margin: float,
@@ -192,21 +199,15 @@ def _soft_tissue(anat: Anatomy, grid: _Grid, ramp: float) -> np.ndarray:
     full = (slice(0, grid.shape[0]), slice(0, grid.shape[1]), slice(0, grid.shape[2]))
     x, y, z = grid.coords(full)
     d_neck = sh.ellipse2d(x, y - prm["neck_cy"], prm["neck_ax"], prm["neck_ay"])
-    d_neck = np.broadcast_to(d_neck, grid.shape)
-    if grid.block(np.array([-200, -200, prm["head_cz"] - prm["head_rz"]]),
-                  np.array([200, 200, 400]), None, 2.0) is not None:
-        d_head = sh.ellipsoid(x, y, z, (prm["head_cx"], prm["head_cy"], prm["head_cz"]),
-                              (prm["head_rx"], prm["head_ry"], prm["head_rz"]))
-        d_neck = np.minimum(d_neck, d_head)
-    jaw_lo = np.array([prm["jaw_cx"] - prm["jaw_rx"], prm["jaw_cy"] - prm["jaw_ry"], prm["jaw_cz"] - prm["jaw_rz"]])
-    jaw_hi = np.array([prm["jaw_cx"] + prm["jaw_rx"], prm["jaw_cy"] + prm["jaw_ry"], prm["jaw_cz"] + prm["jaw_rz"]])
-    sl = grid.block(jaw_lo, jaw_hi, None, 2.0)
-    if sl is not None:
-        xs, ys, zs = grid.coords(sl)
-        d_jaw = sh.ellipsoid(xs, ys, zs, (prm["jaw_cx"], prm["jaw_cy"], prm["jaw_cz"]),
-                             (prm["jaw_rx"], prm["jaw_ry"], prm["jaw_rz"]))
-        d_neck = np.array(d_neck, dtype=np.float32)
-        d_neck[sl] = np.minimum(d_neck[sl], d_jaw)
+    d_neck = np.array(np.broadcast_to(d_neck, grid.shape), dtype=np.float32)
+    del x, y, z
+    for key in ("head", "jaw"):
+        c = np.array([prm[f"{key}_cx"], prm[f"{key}_cy"], prm[f"{key}_cz"]])
+        r = np.array([prm[f"{key}_rx"], prm[f"{key}_ry"], prm[f"{key}_rz"]])
+        sl = grid.block(c - r, c + r, None, 2.0)
+        if sl is not None:
+            xs, ys, zs = grid.coords(sl)
+            d_neck[sl] = np.minimum(d_neck[sl], sh.ellipsoid(xs, ys, zs, c, r))
     s = np.full(grid.shape, hu["air"], dtype=np.float32)
     s += _occ(d_neck, ramp) * (hu["fat"] - hu["air"])
     s += _occ(d_neck + prm["neck_fat"], ramp) * (hu["muscle"] - hu["fat"])
@@ -446,7 +447,7 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
         sl = grid.block(part.lo, part.hi, None, 1.0)
         if sl is None:
             continue
-        x, y, z = grid.coords(sl)
+        x, y, z = grid.coords(sl, dtype=np.float64)  # labels decided in double precision
         dx, dy, dz = x - shp.centre[0], y - shp.centre[1], z - shp.centre[2]
         t = dx * shp.axis[0] + dy * shp.axis[1] + dz * shp.axis[2]
         inside = (part.fn(x, y, z) < 0) & (t <= prm["label_anterior_mm"]) & \
@@ -467,7 +468,7 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
     if sigma_hu > 0:
         white = rng_noise.standard_normal(img.shape, dtype=np.float32)
         corr = ndimage.gaussian_filter(white, sigma=0.6, truncate=2.5)
-        corr *= np.float32(sigma_hu / max(float(corr.std()), 1e-6))
+        corr *= np.float32(sigma_hu / max(float(corr[::3, ::3, ::3].std()), 1e-6))
         img += corr
     img = np.clip(np.rint(img), -1024, 3071).astype(np.float32)
 

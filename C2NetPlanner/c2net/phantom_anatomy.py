@@ -328,8 +328,8 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
         cx = sx * 12.0 * s
         parts.append(ellipsoid(f"skull_condyle_{side}", L["skull"], (cx, ring_cy - ring_b + 12.0, z1 + lm_rz + 4.5),
                                (5.0 * s, 9.0 * s, 3.5)))
-        parts.append(ellipsoid(f"skull_mastoid_{side}", L["skull"], (sx * 48 * s, ring_cy, z_fm + 6.0),
-                               (8.0, 10.0, 14.0)))
+        parts.append(ellipsoid(f"skull_mastoid_{side}", L["skull"], (sx * 46 * s, ring_cy - 4.0, z_fm + 12.0),
+                               (7.0, 9.0, 10.0)))
         del lmc
     sk_c = _arr(0, ring_cy + 4.0, z_fm + 52.0 * s)
     sk_r = _arr(66.0, 82.0, 62.0) * s
@@ -341,12 +341,17 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
         floor = np.maximum(shell, (z_fm - 1.0) - z)
         return floor
 
-    parts.append(Part("skull_vault", "bone", skull, sk_c - sk_r, sk_c + sk_r, L["skull"]))
+    vault_lo = sk_c - sk_r
+    vault_lo[2] = max(vault_lo[2], z_fm - 2.0)
+    parts.append(Part("skull_vault", "bone", skull, vault_lo, sk_c + sk_r, L["skull"]))
     parts.append(capsule("skull_clivus", L["skull"], (0, ring_cy - ring_b + 14.0, z_fm + 2.0),
                          (0, ring_cy - ring_b - 10.0, z_fm + 32.0), 5.5))
     parts.append(cylinder("skull_foramen_magnum", L["skull"], (0, ring_cy + 2.0, z_fm + 8.0),
                           (15.0 * s, 18.0 * s), 12.0, kind="hole"))
-    parts.append(ellipsoid("brain", 0, sk_c, sk_r - thick, kind="soft", hu=hu["brain"]))
+    brain_r = sk_r - thick
+    parts.append(Part("brain", "soft",
+                      lambda x, y, z: np.maximum(sh.ellipsoid(x, y, z, sk_c, brain_r), (z_fm + 1.0) - z),
+                      np.maximum(sk_c - brain_r, [-1e3, -1e3, z_fm]), sk_c + brain_r, 0, hu["brain"]))
     lm["foramen_magnum"] = _arr(0, ring_cy + 2.0, z_fm)
 
     # ---------------- C3-C7 ----------------
