@@ -460,3 +460,25 @@ def test_report_does_not_modify_the_assessment(tmp_path):
 def test_output_folder_is_readable(written):
     _, out, _ = written
     assert os.stat(out).st_mode & 0o055 == 0o055
+
+
+def test_one_side_not_measured(tmp_path):
+    """A side that could not be measured is reported as such; the other side is complete."""
+    a = make_assessment()
+    a.sides["right"] = SideAssessment(
+        "right", error={"code": "measurement_failed", "message": "no elongated pedicle found",
+                        "hint": "Check the segmentation of the right pedicle."})
+    out = tmp_path / "partial"
+    paths = write_report(a, out)
+    assert "gif_right" not in paths and "gif_left" in paths
+    rep = _load_json(out)
+    assert validation_errors(rep) == []
+    assert rep["sides"]["right"]["error"]["code"] == "measurement_failed"
+    assert rep["sides"]["right"]["verdict_mpd"] is None
+    rows = list(csv.DictReader(open(out / "report.csv", newline="", encoding="utf-8")))
+    right = [r for r in rows if r["side"] == "right"][0]
+    assert right["mpd_mm"] == "" and right["side_error"] == "no elongated pedicle found"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "not measured: no elongated pedicle found" in html
+    assert "Check the segmentation of the right pedicle." in html
+    assert html.count("data:image/png;base64,") == 2

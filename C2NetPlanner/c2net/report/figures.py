@@ -40,6 +40,8 @@ from .style import (
     window_to_unit,
 )
 
+_BILINEAR = getattr(Image, "Resampling", Image).BILINEAR   # Pillow >= 9.1 / older
+
 AXIAL_FOV_MM = 60.0
 AXIAL_PX_MM = 0.2
 OBLIQUE_FOV_MM = 30.0
@@ -221,26 +223,35 @@ def base_rgb(hu: np.ndarray, attention: Optional[np.ndarray], labels: Optional[n
     The grey level is interpolated (bilinear) when enlarging; label outlines are traced on the
     enlarged nearest-neighbour label map so they follow the voxels.
     """
-    grey = Image.fromarray((window_to_unit(hu) * 255).astype(np.uint8), "L")
     h, w = hu.shape
+    size = (w * scale, h * scale)
+    grey = Image.fromarray((window_to_unit(hu) * 255).astype(np.uint8), "L")
     if scale != 1:
-        grey = grey.resize((w * scale, h * scale), Image.BILINEAR)
-    rgb = np.repeat(np.asarray(grey, np.float32)[..., None], 3, axis=2)
+        grey = grey.resize(size, _BILINEAR)
+    rgb = np.asarray(Image.merge("RGB", (grey, grey, grey))).copy()
     if attention is not None:
         att = np.clip(np.nan_to_num(np.asarray(attention, np.float32)), 0, 1)
-        if scale != 1:
-            att = np.asarray(Image.fromarray(att, "F").resize((w * scale, h * scale),
-                                                               Image.BILINEAR))
-        a = np.where(att >= CAM_MIN, CAM_ALPHA_MAX * att, 0.0).astype(np.float32)[..., None]
-        heat = _jet_lut()[(np.clip(att, 0, 1) * 255).astype(np.uint8)]
-        rgb = rgb * (1 - a) + heat * a
+        if (att >= CAM_MIN).any():
+            if scale != 1:
+                att = np.asarray(Image.fromarray(att, "F").resize(size, _BILINEAR))
+            sel = att >= CAM_MIN                 # blend only where the wash is drawn
+            a = (CAM_ALPHA_MAX * att[sel])[:, None]
+            heat = _jet_lut()[(att[sel] * 255).astype(np.uint8)]
+            rgb[sel] = (rgb[sel] * (1 - a) + heat * a).clip(0, 255).astype(np.uint8)
     if labels is not None:
-        big = _upscale(np.asarray(labels), scale)
+        lab = np.asarray(labels)
         for side, value in SIDE_LABELS.items():
-            m = big == value
-            if m.any():
-                rgb[_outline(m, outline_px)] = _rgb255(SIDE_COLORS[side])
-    return rgb.clip(0, 255).astype(np.uint8)
+            m = lab == value
+            if not m.any():
+                continue
+            # trace the outline only inside the label's bounding box (+1 px margin)
+            rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+            r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
+            c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
+            big = _upscale(m[r0:r1, c0:c1], scale)
+            edge = _outline(big, outline_px)
+            rgb[r0 * scale:r1 * scale, c0 * scale:c1 * scale][edge] = _rgb255(SIDE_COLORS[side])
+    return rgb
 
 
 def _label(d: ImageDraw.ImageDraw, xy: Tuple[float, float], text: str, size: int,
@@ -380,7 +391,8 @@ def render_strip(side: SideAssessment, threshold: Optional[float] = None,
 
 
 def png_bytes(img: Image.Image) -> bytes:
-    """PNG encoding of a picture (moderate compression: fast, a few hundred kB)."""
+    """PNG encoding of a picture (light compression: ~5x faster than the default, files
+    ~30 % larger)."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=4)
+    img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -25,6 +25,7 @@ SCALE = 4            # 64 px (1 mm) -> 256 px
 HEADER_PX = 42
 FOOTER_PX = 40
 FRAME_MS = 700
+_FASTOCTREE = getattr(Image, "Quantize", Image).FASTOCTREE   # Pillow >= 9.1 / older
 
 
 def _fitting_font(d: ImageDraw.ImageDraw, text: str, width_px: int, size: int):
@@ -64,7 +65,7 @@ def write_gif(side: SideAssessment, out_dir: Path, name: Optional[str] = None) -
     """Write the side's animated GIF (looping) into ``out_dir`` and return its path."""
     frames = render_frames(side)
     path = Path(out_dir) / (name or GIF_NAMES[side.side])
-    pal = [f.quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in frames]
+    pal = [f.quantize(colors=255, method=_FASTOCTREE) for f in frames]
     pal[0].save(path, save_all=True, append_images=pal[1:], duration=FRAME_MS, loop=0,
                 optimize=False, disposal=1)
     return path
