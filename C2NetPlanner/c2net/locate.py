@@ -290,6 +290,20 @@ def _spine_axis(centre_p: np.ndarray, centre_l: np.ndarray, k_tip: int, spacing:
     return v / np.linalg.norm(v)
 
 
+def _run_axis(run: DensRun) -> np.ndarray:
+    """Unit vector (canonical [S, P, L] index space) along the dens, pointing up: the local
+    spine axis, used to step from the tip down to the body."""
+    k = np.array([c.k for c in run.slices], float)
+    pl = np.array([c.centre_pl for c in run.slices], float)
+    if len(k) < 4 or np.ptp(k) < 3:
+        return np.array([1.0, 0.0, 0.0])
+    sp = np.polyfit(k, pl[:, 0], 1)[0]
+    sl = np.polyfit(k, pl[:, 1], 1)[0]
+    # half-way to vertical: a short run's slope is noisy
+    v = np.array([1.0, 0.5 * np.clip(sp, -0.4, 0.4), 0.5 * np.clip(sl, -0.3, 0.3)])
+    return v / np.linalg.norm(v)
+
+
 def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.ndarray,
                   centre_l: np.ndarray, evidence: dict, progress: ProgressCallback
                   ) -> C2Location:
@@ -304,7 +318,7 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
     upper = run.slices[-min(len(run.slices), 4):]
     tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
     tip_idx = np.array([run.k_hi + 1.5 / sp, tip_pl[0], tip_pl[1]])
-    axis = _spine_axis(centre_p, centre_l, int(run.k_hi), sp)
+    axis = _run_axis(run)
     # posterior direction perpendicular to the axis
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
     post /= np.linalg.norm(post)
