@@ -124,8 +124,12 @@ def resample_like(
         dst_sp = float(min(reference.GetSpacing()))
         sigma = np.sqrt(np.clip((dst_sp**2 - src_sp**2), 0.0, None)) * 0.4
         if np.any(sigma > 0.05):
-            src = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32),
-                                                  sigma.tolist())
+            # one axis at a time: axes already at or above the target spacing are left alone
+            src = sitk.Cast(image, sitk.sitkFloat32)
+            for axis, s in enumerate(sigma):
+                if s > 0.05:
+                    src = sitk.RecursiveGaussian(src, float(s), False,
+                                                 sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
     pixel = src.GetPixelID() if is_label else sitk.sitkFloat32
     return sitk.Resample(src, reference, sitk.Transform(), _INTERPOLATORS[interpolator],
                          float(default_value), pixel)

@@ -25,6 +25,7 @@ plane in the LPS frame (see ``docs/ARCHITECTURE.md``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -45,6 +46,12 @@ MIN_VALID_RAY_FRACTION = 0.85
 MIN_MASK_VOLUME_MM3 = 15.0
 MIN_ELONGATION = 1.2
 SMOOTHING_SIGMA_MM = 0.1
+#: Window of the moment integrals around the cortical peak (mm inside / outside).
+MOMENT_INSIDE_MM = 2.0
+MOMENT_OUTSIDE_MM = 2.5
+#: Prior density of cortical bone (HU) for cortex thinner than the scanner blur, where only
+#: density x thickness is visible. Clinical CT: ~1200-1900 HU; the phantoms draw 1200-1800.
+CORTICAL_BONE_HU = 1500.0
 #: Systematic resolution term of the uncertainty, per mm of the coarsest voxel spacing.
 #: Calibrated on the phantom benchmark (benchmarks/bench_measure.py).
 RESOLUTION_UNCERTAINTY_PER_MM = 0.2
@@ -386,6 +393,9 @@ def _measure_section(crop: _Crop, mask_img, mask_arr, center, t, u, v, axis) -> 
     prof = _sample(crop.image, crop.array, pts, cval=-1000.0)              # (R, S)
     mprof = _sample(mask_img, mask_arr, pts, cval=0.0)
     r_out, r_in = _ray_edges(prof, mprof, radii)
+    # extreme projections of noisy edge points inflate caliper widths: smooth r(theta)
+    r_out = _smooth_circular(r_out)
+    r_in = _smooth_circular(r_in)
     ok = np.isfinite(r_out)
     outer = dirs2[ok] * r_out[ok, None]
     ok_in = np.isfinite(r_in)
@@ -397,11 +407,13 @@ def _measure_section(crop: _Crop, mask_img, mask_arr, center, t, u, v, axis) -> 
 def _ray_edges(prof: np.ndarray, mprof: np.ndarray, radii: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Outer and inner edge radius (mm) per ray; NaN where no edge was found.
 
-    The outer (periosteal) edge is the steepest fall of the profile outside the cortical
-    peak nearest the mask boundary, the inner (endosteal) edge the steepest rise inside it;
-    both refined to sub-sample position with a parabola through the derivative. For a
-    blurred step this is the exact edge position; for thin cortex it is biased outward about
-    half as much as a half-maximum threshold.
+    Along each ray the cortical peak nearest the mask boundary is found; the profile around it
+    is modelled as cancellous bone (level C) up to the inner edge, cortex (level K) up to the
+    outer edge, soft tissue (level bg) beyond, blurred by the scanner. Blurring preserves the
+    zeroth and first moments of the profile, so both edges follow in closed form from them
+    (:func:`_edges_from_moments`) whatever the blur, once K is known. For cortex thinner than
+    the blur K cannot be read off the image (only K x thickness can), so K is the larger of
+    the observed peak and the prior :data:`CORTICAL_BONE_HU`.
     """
     n_rays, n_s = prof.shape
     step = radii[1] - radii[0]
@@ -409,38 +421,87 @@ def _ray_edges(prof: np.ndarray, mprof: np.ndarray, radii: np.ndarray) -> Tuple[
     has = inside.any(axis=1)
     last_in = np.where(has, n_s - 1 - np.argmax(inside[:, ::-1], axis=1), -1)
     r_mask = np.where(has, radii[np.clip(last_in, 0, n_s - 1)], np.nan)
-    # derivative over +-0.2 mm (noise-robust), per mm
-    h = max(int(round(0.2 / step)), 1)
-    deriv = np.zeros_like(prof)
-    deriv[:, h:-h] = (prof[:, 2 * h:] - prof[:, :-2 * h]) / (2 * h * step)
     r_out = np.full(n_rays, np.nan)
     r_in = np.full(n_rays, np.nan)
-    core = np.median(prof[:, : max(int(1.0 / step), 2)])
-    w3 = int(3.0 / step)
+    n_in, n_out = int(MOMENT_INSIDE_MM / step), int(MOMENT_OUTSIDE_MM / step)
+    n_bg = int(1.0 / step)
     for r in np.nonzero(has)[0]:
-        lo = int(max(h, (r_mask[r] - 3.0) / step))
-        hi = int(min(n_s - 1 - h, (r_mask[r] + 1.5) / step))
+        lo = int(max(0, (r_mask[r] - 3.0) / step))
+        hi = int(min(n_s - 1, (r_mask[r] + 1.5) / step))
         if hi - lo < 3:
             continue
         ip = lo + int(np.argmax(prof[r, lo:hi + 1]))
-        peak = prof[r, ip]
-        end = min(n_s - 1 - h, ip + w3)
-        if end - ip < 3:
+        b = ip + n_out
+        if b + n_bg >= n_s:
             continue
-        bg = float(np.min(prof[r, ip:end + 1]))
+        peak = float(prof[r, ip])
+        bg = float(np.median(prof[r, b - n_bg // 2: b + n_bg]))
         if peak - bg < 150.0:
             continue
-        j = ip + int(np.argmin(deriv[r, ip:end + 1]))
-        if deriv[r, j] >= 0 or j >= end:
-            continue
-        r_out[r] = radii[j] + step * _parabola_offset(deriv[r, j - 1], deriv[r, j], deriv[r, j + 1])
-        if peak - core > 0.25 * (peak - bg) and core < 0.5 * (peak + bg):
-            start = max(h, ip - w3)
-            if ip - start >= 3:
-                k = start + int(np.argmax(deriv[r, start:ip + 1]))
-                if deriv[r, k] > 0 and start < k < ip:
-                    r_in[r] = radii[k] + step * _parabola_offset(deriv[r, k - 1], deriv[r, k], deriv[r, k + 1])
+        a = max(0, ip - n_in)
+        inner_level = float(np.mean(prof[r, a: a + 3]))
+        seg = prof[r, a: b + 1] - bg
+        rr = radii[a: b + 1]
+        m0 = _trapezoid(seg, step)
+        m1 = _trapezoid(seg * rr, step)
+        k = max(CORTICAL_BONE_HU, peak)
+        ro, ri = _edges_from_moments(m0, m1, float(radii[a]), inner_level - bg, k - bg)
+        if np.isfinite(ro) and radii[a] < ro < radii[b]:
+            r_out[r] = ro
+            r_in[r] = ri
     return r_out, r_in
+
+
+def _smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
+    """Median over 2*half+1 neighbouring rays (circularly), then a 3-ray mean; NaN-aware."""
+    n = r.size
+    idx = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
+    win = r[idx]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        valid = np.isfinite(win).sum(axis=1) >= half + 1
+        med = np.where(valid & np.isfinite(r), np.nanmedian(np.where(np.isfinite(win), win, np.nan), axis=1), np.nan)
+        idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
+        w3 = med[idx3]
+        out = np.where(np.isfinite(med), np.nanmean(w3, axis=1), np.nan)
+    return out
+
+
+def _trapezoid(y: np.ndarray, dx: float) -> float:
+    return float((y.sum() - 0.5 * (y[0] + y[-1])) * dx)
+
+
+def _edges_from_moments(m0: float, m1: float, a: float, inner: float, cortex: float) -> Tuple[float, float]:
+    """Solve the two moment equations of a step-cortex profile for (outer, inner) radii.
+
+    With levels relative to the outside (``inner`` = C - bg, ``cortex`` = K - bg) and the
+    window starting at ``a`` in the inner region:
+        m0 = inner (r_i - a) + cortex (r_o - r_i)
+        2 m1 = inner (r_i^2 - a^2) + cortex (r_o^2 - r_i^2)
+    which is a quadratic in r_i. When the inside is as bright as cortex (a solid pedicle)
+    the first equation alone gives r_o and there is no marrow (r_i = NaN).
+    """
+    A, B = inner, cortex
+    if B <= 0:
+        return np.nan, np.nan
+    if (B - A) / B < 0.15:
+        return a + m0 / B, np.nan
+    p = (m0 + A * a) / B
+    alpha = A * (A - B) / B
+    beta = 2.0 * p * (B - A)
+    gamma = -A * a * a + B * p * p - 2.0 * m1
+    disc = beta * beta - 4 * alpha * gamma
+    if disc < 0 or abs(alpha) < 1e-9:
+        return np.nan, np.nan
+    best = (np.nan, np.nan)
+    for x in ((-beta + np.sqrt(disc)) / (2 * alpha), (-beta - np.sqrt(disc)) / (2 * alpha)):
+        d = p - (A / B) * x
+        if x >= a - 1e-6 and d >= 0:
+            best = (x + d, x)
+    ro, ri = best
+    if np.isfinite(ri) and ri <= a + 0.05:
+        ri = np.nan  # no marrow inside the window
+    return ro, ri
 
 
 def _parabola_offset(y0: float, y1: float, y2: float) -> float:
