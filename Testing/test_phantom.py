@@ -258,7 +258,7 @@ def test_cli_bad_argument(tmp_path, capsys):
 def test_cli_cohort(tmp_path):
     out = tmp_path / "cohort"
     rc = cli.main(["phantom", "--cohort", "3", str(out), "--seed", "10", "--spacing", "1.2",
-                   "--fov", "c2_crop"])
+                   "--fov", "c2_crop", "--workers", "2"])
     assert rc == 0
     with open(out / "manifest.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -273,3 +273,41 @@ def test_cli_cohort(tmp_path):
         assert ct.GetSize() == lab.GetSize() and np.allclose(ct.GetOrigin(), lab.GetOrigin())
         assert truth["geometry"]["size"] == list(ct.GetSize())
         assert float(r["mpd_left_mm"]) == pytest.approx(truth["sides"]["left"]["mpd_mm"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fov_edge_keeps_c2_and_cut_removes_part_of_it(seed):
+    edge = make_phantom(seed, spacing_mm=1.5, fov="c2_edge", direction="random", noise=False)
+    cut = make_phantom(seed, spacing_mm=1.5, fov="c2_cut", direction="random", noise=False)
+    assert edge.truth["c2_complete_in_fov"] is True
+    assert cut.truth["c2_complete_in_fov"] is False
+    # C2 voxels in the label map agree with the flags: the edge case is within a few mm of a
+    # border of the grid, the cut case has C2 voxels on a border face
+    for ph, touches in ((edge, False), (cut, True)):
+        lab = sitk.GetArrayFromImage(ph.labels)
+        c2 = np.isin(lab, [1, 2, 3])
+        faces = [c2[0], c2[-1], c2[:, 0], c2[:, -1], c2[:, :, 0], c2[:, :, -1]]
+        assert any(f.any() for f in faces) == touches
+    lab = sitk.GetArrayFromImage(edge.labels)
+    kji = np.argwhere(np.isin(lab, [1, 2, 3]))
+    gap = np.minimum(kji.min(0), np.asarray(lab.shape) - 1 - kji.max(0))
+    assert gap.min() * 1.5 <= 12.0
+
+
+def test_random_mode_varies_geometry():
+    seen = set()
+    for seed in range(6):
+        ph = make_phantom(seed, spacing_mm=2.0, noise=False)
+        seen.add((ph.truth["fov"], tuple(np.round(ph.ct.GetDirection(), 3))))
+        rot = ph.truth["head_rotation_deg"]
+        assert abs(rot["yaw"]) <= 10 and abs(rot["roll"]) <= 10
+        # truth vectors include the head rotation: axis in LPS = C2 frame rotation of the
+        # anatomical axis, whose angles are the anatomical ones
+        f = ph.truth["c2_frame_lps"]
+        R = np.column_stack([f["left"], f["posterior"], f["superior"]])
+        for side in ("left", "right"):
+            s = ph.truth["sides"][side]
+            a = R.T @ np.asarray(s["axis_lps"])
+            sx = 1 if side == "left" else -1
+            assert np.degrees(np.arctan2(-sx * a[0], -a[1])) == pytest.approx(s["medial_angle_deg"], abs=1e-3)
+    assert len(seen) >= 3

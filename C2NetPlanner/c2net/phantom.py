@@ -224,30 +224,25 @@ def _soft_tissue(anat: Anatomy, grid: _Grid, ramp: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- geometry
-def _fov_z_range(anat: Anatomy, fov: str, rng: np.random.Generator) -> Tuple[float, float]:
-    """(bottom, top) of the field of view along the C2 frame's z axis (mm)."""
+def _fov_z_range(anat: Anatomy, fov: str, rng: np.random.Generator) -> Tuple[float, float, str]:
+    """(bottom, top) of the field of view along the C2 frame's z axis (mm), and which edge
+    ("top", "bottom", "side" or "") must then be placed relative to C2's bounding box."""
     lz = anat.levels_z
     c1_top = lz["c1"][1]
     fm = float(anat.landmarks["foramen_magnum"][2])
-    dens = float(anat.landmarks["dens_tip"][2])
     if fov == "c1_c4":
-        return lz["c4"][0] - rng.uniform(2, 8), c1_top + rng.uniform(4, 12)
+        return lz["c4"][0] - rng.uniform(2, 8), c1_top + rng.uniform(4, 12), ""
     if fov == "c1_c7":
-        return lz["c7"][0] - rng.uniform(2, 10), c1_top + rng.uniform(4, 12)
+        return lz["c7"][0] - rng.uniform(2, 10), c1_top + rng.uniform(4, 12), ""
     if fov == "skull_c5":
-        return lz["c5"][0] - rng.uniform(2, 8), fm + rng.uniform(25, 40)
+        return lz["c5"][0] - rng.uniform(2, 8), fm + rng.uniform(25, 40), ""
     if fov == "full_neck":
-        return lz["c7"][0] - rng.uniform(15, 25), fm + rng.uniform(40, 60)
+        return lz["c7"][0] - rng.uniform(15, 25), fm + rng.uniform(40, 60), ""
     if fov == "c2_crop":
-        return lz["c3"][0] - rng.uniform(2, 6), c1_top + rng.uniform(2, 6)
-    if fov == "c2_edge":
-        if rng.random() < 0.5:   # top edge just above the dens tip
-            return lz["c5"][0] - rng.uniform(2, 8), dens + rng.uniform(1.0, 3.0)
-        return lz["c2"][0] - rng.uniform(1.0, 3.0), c1_top + rng.uniform(8, 25)  # bottom edge
-    if fov == "c2_cut":          # the field of view cuts C2 (dens or body missing)
-        if rng.random() < 0.5:
-            return lz["c5"][0] - rng.uniform(2, 8), dens - rng.uniform(6, 12)
-        return lz["c2"][0] + rng.uniform(5, 10), c1_top + rng.uniform(8, 25)
+        return lz["c3"][0] - rng.uniform(2, 6), c1_top + rng.uniform(2, 6), ""
+    if fov in ("c2_edge", "c2_cut"):
+        edge = str(rng.choice(["top", "bottom", "side"] if fov == "c2_edge" else ["top", "bottom"]))
+        return lz["c5"][0] - rng.uniform(2, 8), c1_top + rng.uniform(8, 25), edge
     raise InputError(f"unknown field of view {fov!r}", "choose one of " + ", ".join(FOV_MODES))
 
 
@@ -261,6 +256,13 @@ def _grid_for_box(lo: np.ndarray, hi: np.ndarray, direction: np.ndarray,
     size = np.maximum(np.ceil((pmax - pmin) / spacing - 1e-6).astype(int), 1)
     origin = direction @ (pmin + 0.5 * spacing)
     return origin, [int(n) for n in size]
+
+
+def _points_in_grid(points: np.ndarray, origin: np.ndarray, size: Sequence[int],
+                    direction: np.ndarray, spacing: np.ndarray) -> bool:
+    """True when every LPS point lies inside the grid's voxels (edges included)."""
+    ijk = ((points - origin) @ direction) / spacing
+    return bool(np.all(ijk >= -0.5) and np.all(ijk <= np.asarray(size) - 0.5))
 
 
 def _spacing(spacing_mm, rng: np.random.Generator) -> np.ndarray:
@@ -395,7 +397,7 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
         dmat = parse_direction(direction)
     spacing = _spacing(spacing_mm, rng_acq)
 
-    z_lo, z_hi = _fov_z_range(anat, fov_mode, rng_acq)
+    z_lo, z_hi, z_edge = _fov_z_range(anat, fov_mode, rng_acq)
     c2_pts, c2_lo, c2_hi = _c2_extent(anat)
     fov_xy = float(overrides.get("fov_xy_mm", rng_acq.uniform(60, 75) if fov_mode == "c2_crop"
                                  else rng_acq.uniform(90, 140)))
@@ -417,7 +419,16 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
             shift = max(0.0, c2_bb_hi[ax] + 4.0 - hi[ax]) - max(0.0, lo[ax] - (c2_bb_lo[ax] - 4.0))
             lo[ax] += shift
             hi[ax] += shift
-    if fov_mode == "c2_edge" and rng_acq.random() < 0.5:   # C2 close to a lateral edge instead
+    # z edges that must sit relative to the C2 extent are set from its LPS bounding box
+    if fov_mode == "c2_edge" and z_edge == "top":
+        hi[2] = c2_bb_hi[2] + rng_acq.uniform(1.0, 3.0)
+    elif fov_mode == "c2_edge" and z_edge == "bottom":
+        lo[2] = c2_bb_lo[2] - rng_acq.uniform(1.0, 3.0)
+    elif fov_mode == "c2_cut" and z_edge == "top":
+        hi[2] = c2_bb_hi[2] - rng_acq.uniform(6.0, 12.0)
+    elif fov_mode == "c2_cut":
+        lo[2] = c2_bb_lo[2] + rng_acq.uniform(5.0, 10.0)
+    if fov_mode == "c2_edge" and z_edge == "side":   # C2 close to a lateral edge instead
         gap = rng_acq.uniform(1.0, 3.0)
         if rng_acq.random() < 0.5:
             shift = (c2_bb_hi[0] + gap) - hi[0]
@@ -427,6 +438,14 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
         hi[0] += shift
     max_vox = float(overrides.get("max_voxels", MAX_VOXELS_DEFAULT))
     origin, size = _grid_for_box(lo, hi, dmat, spacing)
+    for _ in range(20):  # an oblique grid covers more than the box: make sure the cut happens
+        if fov_mode != "c2_cut" or not _points_in_grid(c2_lps, origin, size, dmat, spacing):
+            break
+        if z_edge == "top":
+            hi[2] -= 3.0
+        else:
+            lo[2] += 3.0
+        origin, size = _grid_for_box(lo, hi, dmat, spacing)
     while float(np.prod(size)) > max_vox:
         if spacing_mm is not None:
             raise InputError(f"the phantom grid would have {int(np.prod(size)):,} voxels",
@@ -492,8 +511,6 @@ def _vec(v, nd: int = 6) -> List[float]:
 def _truth(anat: Anatomy, seed: int, pid: str, fov_mode: str, ct: sitk.Image, R: np.ndarray,
            p0: np.ndarray, pose, c2_lps: np.ndarray, c2_bb, psf: float, sigma_hu: float) -> dict:
     to_lps = lambda q: p0 + R @ np.asarray(q, dtype=float)  # noqa: E731
-    from .geometry import physical_bounds
-    g_lo, g_hi = physical_bounds(ct)
     sides = {}
     for side, shp in anat.pedicles.items():
         axis_lps = R @ shp.axis
@@ -524,7 +541,9 @@ def _truth(anat: Anatomy, seed: int, pid: str, fov_mode: str, ct: sitk.Image, R:
             "isthmus_clearance_mm": round(isthmus_clearance_mm(anat, side), 4),
             "shape": shp.params(),
         }
-    c2_complete = bool(np.all(c2_bb[0] >= g_lo) and np.all(c2_bb[1] <= g_hi))
+    c2_complete = _points_in_grid(c2_lps, np.asarray(ct.GetOrigin()), ct.GetSize(),
+                                  np.asarray(ct.GetDirection()).reshape(3, 3),
+                                  np.asarray(ct.GetSpacing()))
     return {
         "schema": TRUTH_SCHEMA, "schema_version": TRUTH_SCHEMA_VERSION,
         "generator": f"c2net {__version__} phantom", "disclaimer": DISCLAIMER,
