@@ -1,0 +1,96 @@
+"""C2 localisation on the real CTs in ../shared/data/real (skipped when that folder is absent).
+
+Renders the region of interest on a sagittal and an axial slice to $C2NET_RENDER_DIR (default:
+pytest's tmp folder) so a person can look at where it landed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from c2net.errors import C2NetError, GeometryError, LocalisationError
+from c2net.locate import locate_c2
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+if not REAL.exists():
+    REAL = Path("/work/shared/data/real")
+pytestmark = pytest.mark.skipif(not REAL.exists(), reason="real CT data folder is absent")
+
+
+def _load(name):
+    from c2net.load import load_ct
+    return load_ct(REAL / name).image
+
+
+def render(image, loc, path: Path) -> None:
+    """Sagittal and axial slices through the C2 centre with the ROI box (canonical 1 mm)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+    from c2net.geometry import to_canonical
+    can = to_canonical(image, 1.0, antialias=False)
+    arr = sitk.GetArrayFromImage(can)
+    o = np.asarray(can.GetOrigin())
+    c = (np.asarray(loc.center_lps_mm) - o).round().astype(int)
+    lo = np.asarray(loc.roi_min_lps_mm) - o
+    hi = np.asarray(loc.roi_max_lps_mm) - o
+    fig, ax = plt.subplots(1, 2, figsize=(12, 6))
+    ax[0].imshow(arr[:, :, np.clip(c[0], 0, arr.shape[2] - 1)], cmap="gray", vmin=-200, vmax=1500,
+                 origin="lower")
+    ax[0].add_patch(plt.Rectangle((lo[1], lo[2]), hi[1] - lo[1], hi[2] - lo[2], fill=False, color="r"))
+    ax[0].plot(c[1], c[2], "r+")
+    ax[0].set_title("sagittal (x: anterior -> posterior, y: inferior -> superior)")
+    ax[1].imshow(arr[np.clip(c[2], 0, arr.shape[0] - 1)], cmap="gray", vmin=-200, vmax=1500)
+    ax[1].add_patch(plt.Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False, color="r"))
+    ax[1].plot(c[0], c[1], "r+")
+    ax[1].set_title("axial (x: patient right -> left, y: anterior -> posterior)")
+    fig.suptitle(f"{path.stem}: {loc.method}, confidence {loc.confidence:.2f}. "
+                 "Research use only - not a medical device.")
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def render_dir(tmp_path_factory):
+    d = os.environ.get("C2NET_RENDER_DIR")
+    return Path(d) if d else tmp_path_factory.mktemp("locate_render")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("vhm_head_dicom.tgz", marks=pytest.mark.xfail(
+        strict=True, reason="known gap: the dens of VHM is fused to the C1 ring at every "
+        "threshold/erosion tried, so no isolated dens run is found (c2_not_found)")),
+    "cthead_approxHU.nii.gz"])
+def test_real_c2_found(name, render_dir):
+    image = _load(name)
+    loc = locate_c2(image)
+    assert loc.method == "automatic" and loc.confidence > 0.5
+    render(image, loc, render_dir / (name.split(".")[0] + "_locate.png"))
+    lo, hi = np.asarray(loc.roi_min_lps_mm), np.asarray(loc.roi_max_lps_mm)
+    assert np.all(lo < loc.center_lps_mm) and np.all(hi > loc.center_lps_mm)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the header's A/P is flipped and the canal "
+                   "chain runs in the face, so the refusal says c2_not_found, not c2_not_in_fov")
+def test_cranium_refused():
+    with pytest.raises(LocalisationError) as exc:
+        locate_c2(_load("cranium_no_c2.nii.gz"))
+    assert exc.value.code in ("c2_not_in_fov", "c2_partly_in_fov")
+
+
+def test_ge_tilt_refused():
+    with pytest.raises(C2NetError) as exc:
+        locate_c2(_load("ge_gantry_tilt_dicom"))
+    assert exc.value.code in ("c2_not_in_fov", "c2_partly_in_fov")
+
+
+@pytest.mark.parametrize("path", sorted((REAL / "openkbp_lowres").glob("*.nii.gz"))
+                         if REAL.exists() else [])
+def test_openkbp_too_coarse(path):
+    with pytest.raises(GeometryError) as exc:
+        locate_c2(_load(f"openkbp_lowres/{path.name}"))
+    assert exc.value.code == "resolution_too_coarse"
