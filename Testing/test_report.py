@@ -479,6 +479,7 @@ def test_one_side_not_measured(tmp_path):
     right = [r for r in rows if r["side"] == "right"][0]
     assert right["mpd_mm"] == "" and right["side_error"] == "no elongated pedicle found"
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "not measured: no elongated pedicle found" in html
-    assert "Check the segmentation of the right pedicle." in html
+    assert "not measured (see below)" in html
+    assert ("Right: not assessed: no elongated pedicle found. What to do: Check the "
+            "segmentation of the right pedicle.") in html
     assert html.count("data:image/png;base64,") == 2

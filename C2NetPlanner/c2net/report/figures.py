@@ -316,13 +316,9 @@ def render_view(view: PlaneView, scale: int = VIEW_SCALE) -> Image.Image:
         normal = np.array([-along[1], along[0]]) * 9
         for p in (p0, p1):
             d.line([tuple(p - normal), tuple(p + normal)], fill=colour, width=4)
+        # the value goes in the bottom-left corner, clear of the anatomy around the line
         label = f"MPD {view.mpd_mm:.2f} mm" + ("" if view.mpd_in_plane else " (projected)")
-        # place the label beside the line, away from the image centre when possible
-        mid = (p0 + p1) / 2
-        offset = normal / 9 * 40
-        if (mid + offset)[1] > mid[1]:
-            offset = -offset
-        _label(d, tuple(mid + offset), label, VIEW_FONT_PX - 2, fill=colour)
+        _label(d, (14, TITLE_PX + h - 14), label, VIEW_FONT_PX - 2, fill=colour, anchor="lb")
     # scale bar: 5 mm
     bar = 5.0 / view.px_mm * k
     x1, y = w - 22, TITLE_PX + h - 20

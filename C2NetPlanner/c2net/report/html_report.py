@@ -42,6 +42,9 @@ table.sides td:first-child{text-align:left;font-weight:bold;background:#f6f6f6}
 img{max-width:100%;border:1px solid #ccc}
 code{font-size:12px;word-break:break-all}
 .footer{margin-top:30px;border-top:1px solid #999;padding-top:6px;color:#b00020;font-weight:bold}
+@page{size:A4;margin:12mm}
+@media print{body{max-width:none;font-size:11px}img{page-break-inside:avoid;max-width:100%}
+h2{page-break-after:avoid}table{page-break-inside:avoid}}
 """
 
 

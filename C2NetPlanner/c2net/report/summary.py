@@ -57,7 +57,7 @@ def side_rows(report: Mapping[str, Any]) -> List[SideRow]:
         cells: Dict[str, str] = {}
         flags: Dict[str, str] = {}
         if s.get("error"):
-            cells["mpd"] = "not measured: " + str(s["error"].get("message", ""))
+            cells["mpd"] = "not measured (see below)"
         else:
             cells["mpd"] = _num(s.get("mpd_mm"), unit=" mm")
         cells["uncertainty"] = _num(s.get("mpd_uncertainty_mm"), "\u00b1 {:.2f}", " mm")
@@ -109,7 +109,9 @@ def side_alerts(report: Mapping[str, Any]) -> List[str]:
         name = SIDE_SHORT[side]
         if s.get("error"):
             e = s["error"]
-            out.append(f"{name}: not assessed - {e.get('message', '')} {e.get('hint') or ''}".strip())
+            msg = str(e.get("message", "")).rstrip(".")
+            hint = f" What to do: {e['hint']}" if e.get("hint") else ""
+            out.append(f"{name}: not assessed: {msg}.{hint}")
             continue
         if s.get("verdict_mpd") == "borderline":
             out.append(f"{name}: the measured width ({_num(s.get('mpd_mm'))} mm "
