@@ -304,8 +304,11 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
         xs, mpds, sources = [], [], []
         for side, value in (("left", LEFT_PEDICLE_LABEL), ("right", RIGHT_PEDICLE_LABEL)):
             mask = sitk.Cast(lab == value, sitk.sitkUInt8)
-            hu = _isthmus_slices_from_measure(ct, mask, side) if use_measure else None
             src = "measure"
+            try:
+                hu = _isthmus_slices_from_measure(ct, mask, side) if use_measure else None
+            except Exception as exc:  # noqa: BLE001 - measured, recorded, then the fallback
+                hu, src = None, f"fallback_truth_isthmus after measure {type(exc).__name__}"
             if hu is None:
                 st = _truth_side(truth, side)
                 centre = st.get("isthmus_center_lps_mm") or truth.get(f"isthmus_center_{side}_lps_mm")
@@ -313,7 +316,7 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
                     raise InputError(f"case {case.patient_id}: no isthmus centre for the {side} side",
                                      "The fallback crop needs isthmus_center_lps_mm in truth.json.")
                 hu, _ = fallback_isthmus_crop(ct, centre, mask)
-                src = "fallback_truth_isthmus"
+                src = "fallback_truth_isthmus" if src == "measure" else src
             if hu.shape != CLS_SLICE_SHAPE:
                 raise InputError(f"isthmus slices have shape {hu.shape}, expected {CLS_SLICE_SHAPE}")
             xs.append(window_unit(hu))

@@ -163,6 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--max-cases", type=int, default=None)
     ap.add_argument("--jitter-mm", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-measure", action="store_true",
+                    help="classifier: crop at the truth isthmus centre instead of c2net.measure")
     a = ap.parse_args(argv)
     res = {}
     if a.only in (None, "seg"):
@@ -172,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.only in (None, "cls"):
         m = load_model("classifier", a.model_dir, a.cls_model, a.threads)
         res["classifier"] = {"model": m.describe(), **evaluate_classifier(
-            a.manifest, m, max_cases=a.max_cases)}
+            a.manifest, m, use_measure=not a.no_measure, max_cases=a.max_cases)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "w", encoding="utf-8") as f:
         json.dump(res, f, indent=2, default=float)
