@@ -475,7 +475,15 @@ def make_phantom(seed: int = 0, spacing_mm=None, mpd_left_mm: Optional[float] = 
     hu = anat.hu
     o_out = _occ(d_out, ramp)
     o_in = _occ(d_in, ramp)
-    img = soft + o_out * (np.float32(hu["cortical"]) - soft) + o_in * np.float32(hu["cancellous"] - hu["cortical"])
+    # trabecular texture: smooth +-10 % mottling of the cancellous intensity
+    texture = np.float32(0.0)
+    if noise:
+        grain = np.random.default_rng([seed, 4]).standard_normal(d_out.shape, dtype=np.float32)
+        grain = ndimage.gaussian_filter(grain, sigma=(0.8 / spacing)[::-1], truncate=2.0)
+        grain *= np.float32(0.12 * hu["cancellous"] / max(float(grain[::3, ::3, ::3].std()), 1e-6))
+        texture = grain
+    img = soft + o_out * (np.float32(hu["cortical"]) - soft) + \
+        o_in * (np.float32(hu["cancellous"] - hu["cortical"]) + texture)
     img = img.astype(np.float32)
 
     # scanner point-spread function: FWHM 0.5-1.0 mm (a bone-kernel-like sharpness)

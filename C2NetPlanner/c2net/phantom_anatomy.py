@@ -253,9 +253,11 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
         parts.append(ellipsoid(f"c2_wing_{side}", label, (ant[0] * 0.8, ant[1] - 1.0, ant[2] + 0.5),
                                (5.5 * s, 5.5 * s, 5.0 * s)))
         # superior articular facet (C2 lateral mass) above and lateral to the pedicle
-        sf_z = c[2] + half_h + 2.0 + 3.5 * s + 1.5
+        sf_z = c[2] + half_h + 2.0 + 3.5 * s + 2.5
         sf = _arr(sx * (bw + 7.0 * s), c[1] - 6.0 * s, sf_z)
-        parts.append(ellipsoid(f"c2_sup_facet_{side}", label, sf, (7.5 * s, 8.0 * s, 3.5 * s)))
+        # the articular surface slopes down laterally (~20 degrees in the coronal plane)
+        parts.append(ellipsoid(f"c2_sup_facet_{side}", label, (0, 0, 0), (8.0 * s, 8.0 * s, 3.8 * s),
+                               frame=(sf, rot_y(sx * 20.0))))
         parts.append(capsule(f"c2_facet_body_{side}", label, (sx * bw * 0.5, -1.0, sf_z - 1.0),
                              (sf[0] * 0.9, sf[1], sf_z - 1.0), 3.5 * s))
         lm[f"c2_sup_facet_{side}"] = sf
@@ -292,11 +294,11 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
     junction = _arr(0, max(p.centre[1] - p.t_posterior_mm * p.axis[1] for p in ped.values()) + 15 * s,
                     min(p.centre[2] - p.t_posterior_mm * p.axis[2] for p in ped.values()) - 2.0)
     parts.append(ellipsoid("c2_spinous_root", L["c2"], junction + _arr(0, 4.0, -3.0), (5.0, 7.0, 5.5)))
-    c2_top_facet = max(lm["c2_sup_facet_left"][2], lm["c2_sup_facet_right"][2]) + 3.5 * s
+    c2_top_facet = max(lm["c2_sup_facet_left"][2], lm["c2_sup_facet_right"][2]) + 3.8 * s
 
     # ---------------- C1 (atlas) ----------------
-    lm_rz = 6.0 * s
-    z1 = c2_top_facet + 1.5 + lm_rz
+    lm_rz = 6.5 * s
+    z1 = c2_top_facet + 1.0 + lm_rz
     dens_front = -0.5 - r_d
     ring_b = 22.0 * s
     ring_cy = dens_front - 1.8 - 3.0 * s + ring_b  # anterior arch 1.8 mm in front of the dens
@@ -314,7 +316,8 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
     for side, sx in (("left", 1.0), ("right", -1.0)):
         sf = lm[f"c2_sup_facet_{side}"]
         lmc = _arr(sx * max(abs(sf[0]), 15.0 * s), sf[1] + 1.0, z1)
-        parts.append(ellipsoid(f"c1_lateral_mass_{side}", L["c1"], lmc, (6.5 * s, 8.5 * s, lm_rz)))
+        parts.append(ellipsoid(f"c1_lateral_mass_{side}", L["c1"], (0, 0, 0), (7.5 * s, 9.0 * s, lm_rz),
+                               frame=(lmc, rot_y(sx * 20.0))))
         tpc = _arr(sx * (abs(lmc[0]) + 12.0 * s), lmc[1] + 2.0, z1 + 1.0)
         parts.append(ellipsoid(f"c1_transverse_{side}", L["c1"], tpc, (8.0 * s, 5.0 * s, 4.0 * s)))
         parts.append(cylinder(f"c1_foramen_{side}", L["c1"], tpc - _arr(sx * 3.5 * s, 0, 0), (2.8, 2.8),
@@ -324,13 +327,11 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
     # ---------------- skull base ----------------
     z_fm = z1 + lm_rz + 1.5 + 7.0  # foramen magnum level
     for side, sx in (("left", 1.0), ("right", -1.0)):
-        lmc = parts[[p.name for p in parts].index(f"c1_lateral_mass_{side}")].lo
         cx = sx * 12.0 * s
         parts.append(ellipsoid(f"skull_condyle_{side}", L["skull"], (cx, ring_cy - ring_b + 12.0, z1 + lm_rz + 4.5),
                                (5.0 * s, 9.0 * s, 3.5)))
         parts.append(ellipsoid(f"skull_mastoid_{side}", L["skull"], (sx * 46 * s, ring_cy - 4.0, z_fm + 12.0),
                                (7.0, 9.0, 10.0)))
-        del lmc
     sk_c = _arr(0, ring_cy + 4.0, z_fm + 52.0 * s)
     sk_r = _arr(66.0, 82.0, 62.0) * s
     thick = 6.0
@@ -401,6 +402,21 @@ def build_anatomy(rng: np.random.Generator, mpd_left: float, mpd_right: float,
     neck = {"cy": rng.uniform(6.0, 12.0), "ax": rng.uniform(50.0, 60.0), "ay": rng.uniform(50.0, 58.0),
             "fat": rng.uniform(3.0, 9.0), "z_head": z1 + 5.0}
     air_c = _arr(0, -bd - rng.uniform(8.0, 11.0), 0)
+    # muscles and intermuscular fat planes of the neck (drawn before airway and canal)
+    m_lo, m_hi = levels_z["c7"][0] - 40.0, z1 + 10.0
+    m_z, m_h = 0.5 * (m_lo + m_hi), 0.5 * (m_hi - m_lo)
+    scm_x, scm_y = rng.uniform(34, 40) * s, neck["cy"] - rng.uniform(18, 26)
+    for sx in (1.0, -1.0):
+        parts.append(cylinder("scm_fat", 0, (sx * scm_x, scm_y, m_z), (11.0, 14.0), m_h, 3.0,
+                              kind="soft", hu=hu["fat"] + 20.0))
+        parts.append(cylinder("scm", 0, (sx * scm_x, scm_y, m_z), (8.0, 11.5), m_h, 3.0,
+                              kind="soft", hu=hu["muscle"] + 8.0))
+        parts.append(cylinder("paraspinal_fat", 0, (sx * rng.uniform(18, 24), bd + rng.uniform(36, 44), m_z),
+                              (2.2, rng.uniform(9, 13)), m_h, 1.5, kind="soft", hu=hu["fat"] + 10.0))
+        parts.append(cylinder("jugular", 0, (sx * (scm_x - 12.0), scm_y + 4.0, m_z), (5.0, 3.5), m_h, 1.0,
+                              kind="soft", hu=hu["muscle"] - 12.0))
+    parts.append(cylinder("nuchal_fat", 0, (0, bd + rng.uniform(46, 52), m_z), (1.8, 9.0), m_h, 1.0,
+                          kind="soft", hu=hu["fat"] + 10.0))
     air_lo, air_hi = levels_z["c7"][0] - 30.0, z1 + 6.0
     parts.append(cylinder("airway", 0, (air_c[0], air_c[1], 0.5 * (air_lo + air_hi)),
                           (rng.uniform(7, 11), rng.uniform(4, 7)), 0.5 * (air_hi - air_lo), 3.0,
