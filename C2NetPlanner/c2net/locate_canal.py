@@ -127,8 +127,8 @@ def track_canal(mask: np.ndarray, spacing_mm: float, midline_l: np.ndarray | Non
     n = len(comp.k)
     if n == 0:
         return None
-    order = np.lexsort((comp.l, comp.k))
-    k, p, lc = comp.k[order], comp.p[order], comp.l[order]
+    order = np.lexsort((comp.lr, comp.k))
+    k, p, lc = comp.k[order], comp.p[order], comp.lr[order]
     front, area = comp.front_p[order], comp.area_mm2[order]
     weight = np.ones(n)
     if midline_l is not None:

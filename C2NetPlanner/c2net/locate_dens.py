@@ -131,7 +131,7 @@ def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float
     # round, solid cross-section (a vertebral body's posterior cortex is a thin arc)
     if not (0.55 <= depth / width <= 1.8 and area >= 0.55 * np.pi / 4.0 * width * depth):
         return
-    if sp_.stop - 1 > pc + 2:
+    if sp_.stop - 1 > pc + int(round(4.0 / spacing_mm)):
         return  # reaches behind the canal centre: part of a ring, not an island
     pp, ll = np.nonzero(filled)
     cue.island = True
@@ -151,6 +151,9 @@ def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float
 #: Largest drift (mm of P or L per mm of S) of a dens run's centre: the dens stands along the
 #: canal, whereas the clivus and the nasal septum slope forwards at 45-70 degrees.
 MAX_RUN_SLOPE = 0.5
+#: Largest shift (crop voxels, 1 mm) of the island centre between consecutive slices of one
+#: run: a bone island above the dens tip (basion, skull base) is another structure.
+MAX_CENTRE_JUMP_VOXELS = 4.0
 
 
 def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> list[DensRun]:
@@ -162,7 +165,9 @@ def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> li
     for cue in cues:
         if not cue.island:
             continue
-        if current and cue.k - last_k > max_gap + 1:
+        jump = (np.hypot(*(np.subtract(cue.centre_pl, current[-1].centre_pl))) if current
+                else 0.0)
+        if current and (cue.k - last_k > max_gap + 1 or jump > MAX_CENTRE_JUMP_VOXELS):
             runs.append(_close(current))
             current = []
         current.append(cue)
