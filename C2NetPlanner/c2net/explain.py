@@ -16,8 +16,7 @@ import SimpleITK as sitk
 
 from . import geometry
 from .results import IsthmusSlices, RiskPrediction
-
-CAM_DISPLAY_THRESHOLD = 0.5
+from .verdict import CAM_DISPLAY_THRESHOLD  # noqa: F401 - re-exported for the report
 
 
 def cam_image(slices: IsthmusSlices, cam: np.ndarray) -> sitk.Image:

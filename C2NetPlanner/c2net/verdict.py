@@ -14,6 +14,8 @@ BORDERLINE = "borderline"
 DEFAULT_CUTOFF_MM = 4.78
 DEFAULT_SCREW_MM = 3.5
 DEFAULT_NETWORK_THRESHOLD = 0.5
+#: Attention maps (normalised 0..1) are shown above this value (the paper's display threshold).
+CAM_DISPLAY_THRESHOLD = 0.5
 
 #: Known MPD cutoffs (mm) and where they come from.
 CUTOFF_SOURCES = {
@@ -62,6 +64,7 @@ class DecisionSettings:
             "network_threshold": self.network_threshold,
             "verdict_measure": self.verdict_measure,
             "borderline_rule": "measured width within its uncertainty (mm) of the cutoff",
+            "cam_threshold": CAM_DISPLAY_THRESHOLD,
         }
 
 

@@ -1,0 +1,126 @@
+"""End-to-end cost of ``c2net assess``: time per stage and peak memory, per input size.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeats 3] [--threads 2] [--real]
+
+Cases (each run in its own child process, so ``ru_maxrss`` is that run's peak resident memory):
+
+* ``phantom 0.4x0.4x0.625``: a clinical-resolution neck phantom, 512 x 512 x ~300 voxels
+  (the size of a typical cervical spine CT), written as NIfTI and assessed from the file;
+* ``phantom 1 mm``: the same anatomy at 1 mm isotropic;
+* ``--real``: the Visible Human Male head-and-neck DICOM series (512 x 512 x 245) from
+  ``../shared/data/real`` when present (a seed point on C2 is given, see
+  ``REAL_SEEDS_LPS_MM``; automatic localisation is a known gap there).
+
+Printed: the stage times reported by the pipeline (median over ``--repeats``), the whole
+command's wall time and its peak memory. Stage times come from ``report.json`` (timings_s).
+Machines here are shared; compare ratios, not absolute numbers. Research use only - not a
+medical device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+STAGES = ("load", "locate", "segment", "measure", "classify", "explain", "report", "total")
+#: A point on the C2 body of each real scan (LPS mm), read off rendered slices.
+REAL_SEEDS_LPS_MM = {"vhm_head_dicom": (256.0, 258.0, 1080.0)}
+
+
+def _child(args: list[str]) -> dict:
+    """Run one assessment in a child process; return its stage times, wall time, peak RSS."""
+    code = (
+        "import json, resource, sys, time\n"
+        "from c2net.assess import assess\n"
+        "a = json.loads(sys.argv[1])\n"
+        "t = time.perf_counter()\n"
+        "r = assess(a['input'], a['out'], overwrite=True, threads=a['threads'],"
+        " seed_lps_mm=a.get('seed'))\n"
+        "wall = time.perf_counter() - t\n"
+        "print(json.dumps({'status': r.status, 'wall_s': wall, 'timings_s': r.timings_s,"
+        " 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))\n")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args[0])],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _phantom(tmp: Path, spacing, name: str) -> Path:
+    from c2net.phantom import make_phantom, write_phantom
+
+    ph = make_phantom(seed=7, spacing_mm=spacing, mpd_left_mm=5.6, mpd_right_mm=3.9,
+                      fov="c1_c7")
+    write_phantom(ph, tmp / name, overwrite=True)
+    return tmp / name / "ct.nii.gz"
+
+
+def _real(tmp: Path) -> Path | None:
+    tgz = REAL / "vhm_head_dicom.tgz"
+    if not tgz.exists():
+        return None
+    dest = tmp / "vhm"
+    with tarfile.open(tgz) as tf:
+        tf.extractall(dest)  # noqa: S202 - the project's own test data
+    return dest
+
+
+def _size(path: Path) -> str:
+    from c2net.load import load_ct
+
+    img = load_ct(path).image
+    sz = "x".join(str(v) for v in img.GetSize())
+    sp = "x".join(f"{v:.3g}" for v in img.GetSpacing())
+    return f"{sz} @ {sp} mm"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--real", action="store_true", help="also the Visible Human Male scan")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        cases = [("phantom 0.4x0.4x0.625", _phantom(tmp, (0.4, 0.4, 0.625), "fine"), None),
+                 ("phantom 1 mm", _phantom(tmp, (1.0, 1.0, 1.0), "iso1"), None)]
+        if args.real:
+            vhm = _real(tmp)
+            if vhm is not None:
+                cases.append(("VHM DICOM", vhm, REAL_SEEDS_LPS_MM["vhm_head_dicom"]))
+        print(f"c2net assess, ONNX Runtime CPU, {args.threads} threads, median of "
+              f"{args.repeats} runs (seconds; peak = resident memory of the whole run)")
+        head = f"{'case':<24}{'input':<34}" + "".join(f"{s:>9}" for s in STAGES) + \
+            f"{'wall':>8}{'peak MB':>9}"
+        print(head)
+        for name, path, seed in cases:
+            runs = [_child([{"input": str(path), "out": str(tmp / "out"), "threads": args.threads,
+                             "seed": seed}]) for _ in range(args.repeats)]
+            ok = [r for r in runs if "error" not in r]
+            if not ok:
+                print(f"{name:<24}{_size(path):<34} failed: {runs[0]['error']}")
+                continue
+            med = {s: float(np.median([r["timings_s"].get(s, np.nan) for r in ok])) for s in STAGES}
+            wall = float(np.median([r["wall_s"] for r in ok]))
+            peak = float(np.max([r["peak_mb"] for r in ok]))
+            print(f"{name:<24}{_size(path):<34}" + "".join(f"{med[s]:>9.2f}" for s in STAGES)
+                  + f"{wall:>8.1f}{peak:>9.0f}   status {ok[0]['status']}")
+    del os, resource, time
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
