@@ -64,9 +64,7 @@ def render_dir(tmp_path_factory):
     pytest.param("vhm_head_dicom.tgz", marks=pytest.mark.xfail(
         strict=True, reason="known gap: the dens of VHM is fused to the C1 ring at every "
         "threshold/erosion tried, so no isolated dens run is found (c2_not_found)")),
-    pytest.param("cthead_approxHU.nii.gz", marks=pytest.mark.xfail(
-        strict=True, reason="known gap: the best dens-like run lies in the nasal cavity "
-        "(the ROI lands at the orbits, seen on the rendered slices), not at C2"))])
+    "cthead_approxHU.nii.gz"])
 def test_real_c2_found(name, render_dir):
     image = _load(name)
     loc = locate_c2(image)

@@ -19,7 +19,7 @@ from scipy import ndimage
 #: HU above which a (2 mm averaged) voxel counts as bone for the enclosure test.
 BONE_HU = 200.0
 #: Density window of canal contents (epidural fat .. cord/CSF with partial volume), HU.
-CANAL_HU = (-200.0, 180.0)
+CANAL_HU = (-200.0, 120.0)
 #: Bone must be met within this distance (mm) in all eight in-plane directions.
 ENCLOSURE_RADIUS_MM = 24.0
 #: Directions (of 8) that must meet bone: one may be open (gaps between laminae, C1-C2).
@@ -121,7 +121,7 @@ def track_canal(mask: np.ndarray, spacing_mm: float, midline_l: np.ndarray | Non
 
     ``midline_l`` (per slice, the patient's left-right centre as an L index) penalises chains
     far from the midline. Chains link a component to one on a slice at most ``MAX_GAP_MM``
-    lower whose centroid is within 8 mm (+4 mm per skipped slice).
+    lower whose centroid is within 8 mm (+0.4 mm per skipped mm: the canal slopes at most ~20 degrees).
     """
     comp = slice_components(mask, spacing_mm)
     n = len(comp.k)
@@ -134,7 +134,9 @@ def track_canal(mask: np.ndarray, spacing_mm: float, midline_l: np.ndarray | Non
     if midline_l is not None:
         off_mm = np.abs(lc - midline_l[k]) * spacing_mm
         weight -= np.clip((off_mm - 20.0) / 20.0, 0.0, 1.5)
-    weight += 0.3 * ((area >= 60.0) & (area <= 600.0))
+    # the canal is wide (C1-C3: 150-450 mm^2); small enclosed pockets (pharynx between the
+    # mandible and C1, foramina) count for less, so a chain of them loses to the canal
+    weight += 0.3 * ((area >= 60.0) & (area <= 600.0)) - 0.6 * np.clip(1.0 - area / 100.0, 0, 1)
     best = weight.copy()
     prev = np.full(n, -1)
     max_gap = max(1, int(round(MAX_GAP_MM / spacing_mm)))
@@ -151,7 +153,7 @@ def track_canal(mask: np.ndarray, spacing_mm: float, midline_l: np.ndarray | Non
             if i0 == i1:
                 continue
             d = np.hypot(p[j0:j1, None] - p[None, i0:i1], lc[j0:j1, None] - lc[None, i0:i1])
-            tol = (8.0 + 1.2 * spacing_mm * (gap - 1)) / spacing_mm
+            tol = (8.0 + 0.4 * spacing_mm * (gap - 1)) / spacing_mm
             cand = np.where(d <= tol, best[None, i0:i1] - 0.15 * (gap - 1), -np.inf)
             arg = np.argmax(cand, axis=1)
             val = cand[np.arange(j1 - j0), arg] + weight[j0:j1]

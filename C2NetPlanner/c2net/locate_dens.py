@@ -175,8 +175,18 @@ def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> li
     if current:
         runs.append(_close(current))
     runs = [r for r in runs if r.length >= min_length and run_slope(r) <= MAX_RUN_SLOPE]
+    # a dens sits inside the C1 ring: when some run shows the anterior arch or the lateral
+    # masses on at least two slices, runs without either (clivus, skull-base bone) are dropped
+    in_ring = [r for r in runs if _ring_slices(r) >= 2]
+    if in_ring:
+        runs = in_ring
     runs.sort(key=lambda r: -r.score)
     return runs
+
+
+def _ring_slices(run: DensRun) -> int:
+    """Slices of the run with the C1 anterior arch in front or a lateral mass beside."""
+    return sum(1 for c in run.slices if c.arch_in_front or c.masses_beside)
 
 
 def run_slope(run: DensRun) -> float:
