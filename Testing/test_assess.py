@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from c2net import DISCLAIMER
 from c2net.assess import assess, remeasure
 from c2net.batch import Case, read_manifest, run_batch

@@ -15,7 +15,6 @@ import argparse
 import time
 
 import numpy as np
-
 from c2net.measure import measure_both
 from c2net.phantom import make_phantom
 from c2net.verdict import mpd_verdict

@@ -12,7 +12,8 @@ Cases (each run in its own child process, so ``ru_maxrss`` is that run's peak re
   ``REAL_SEEDS_LPS_MM``; automatic localisation is a known gap there).
 
 Printed: the stage times reported by the pipeline (median over ``--repeats``), the whole
-command's wall time and its peak memory. Stage times come from ``report.json`` (timings_s).
+command's wall time and its peak memory, for ONNX Runtime (the product) and for the same
+pipeline with torch eager networks carrying the same weights (the ratio of the network stages). Stage times come from ``report.json`` (timings_s).
 Machines here are shared; compare ratios, not absolute numbers. Research use only - not a
 medical device.
 """
@@ -21,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +37,45 @@ STAGES = ("load", "locate", "segment", "measure", "classify", "explain", "report
 REAL_SEEDS_LPS_MM = {"vhm_head_dicom": (256.0, 258.0, 1080.0)}
 
 
+#: Child-process code that swaps the ONNX Runtime sessions of the (cached) models for torch
+#: eager networks carrying the same weights, so the identical pipeline runs through torch.
+TORCH_SWAP = """
+import sys, types
+sys.path.insert(0, {bench!r})
+import numpy as np, torch
+from bench_models import _torch_from_onnx
+from c2net.models import load_model
+torch.set_num_threads(a['threads'])
+
+class TorchSession:
+    def __init__(self, model):
+        self.net = _torch_from_onnx(model.path, model.kind)[0]
+        self.kind = model.kind
+    def get_inputs(self):
+        return [types.SimpleNamespace(name='input')]
+    def run(self, names, feeds):
+        x = torch.from_numpy(np.ascontiguousarray(next(iter(feeds.values()))))
+        with torch.no_grad():
+            if self.kind == 'segmentation':
+                return [self.net(x).numpy()]
+            logits, cam = self.net.forward_with_cam(x)
+        out = {{'logits': logits.numpy(), 'cam': cam.numpy()}}
+        return [out[n] for n in (names or ['logits', 'cam'])]
+
+for kind in ('segmentation', 'classifier'):
+    m = load_model(kind, threads=a['threads'])
+    m.session = TorchSession(m)
+"""
+
+
 def _child(args: list[str]) -> dict:
     """Run one assessment in a child process; return its stage times, wall time, peak RSS."""
+    swap = TORCH_SWAP.format(bench=str(Path(__file__).resolve().parent)) if args[0].get(
+        "backend") == "torch" else ""
     code = (
         "import json, resource, sys, time\n"
         "from c2net.assess import assess\n"
-        "a = json.loads(sys.argv[1])\n"
+        "a = json.loads(sys.argv[1])\n" + swap +
         "t = time.perf_counter()\n"
         "r = assess(a['input'], a['out'], overwrite=True, threads=a['threads'],"
         " seed_lps_mm=a.get('seed'))\n"
@@ -92,6 +123,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real", action="store_true", help="also the Visible Human Male scan")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="skip the torch eager comparison (it needs the [train] extra)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
@@ -106,19 +139,29 @@ def main() -> int:
         head = f"{'case':<24}{'input':<34}" + "".join(f"{s:>9}" for s in STAGES) + \
             f"{'wall':>8}{'peak MB':>9}"
         print(head)
+        backends = ["onnxruntime"] + ([] if args.no_torch else ["torch"])
         for name, path, seed in cases:
-            runs = [_child([{"input": str(path), "out": str(tmp / "out"), "threads": args.threads,
-                             "seed": seed}]) for _ in range(args.repeats)]
-            ok = [r for r in runs if "error" not in r]
-            if not ok:
-                print(f"{name:<24}{_size(path):<34} failed: {runs[0]['error']}")
-                continue
-            med = {s: float(np.median([r["timings_s"].get(s, np.nan) for r in ok])) for s in STAGES}
-            wall = float(np.median([r["wall_s"] for r in ok]))
-            peak = float(np.max([r["peak_mb"] for r in ok]))
-            print(f"{name:<24}{_size(path):<34}" + "".join(f"{med[s]:>9.2f}" for s in STAGES)
-                  + f"{wall:>8.1f}{peak:>9.0f}   status {ok[0]['status']}")
-    del os, resource, time
+            size = _size(path)
+            inference = {}
+            for backend in backends:
+                runs = [_child([{"input": str(path), "out": str(tmp / "out"), "seed": seed,
+                                 "threads": args.threads, "backend": backend}])
+                        for _ in range(args.repeats)]
+                ok = [r for r in runs if "error" not in r]
+                label = f"{name} [{'ORT' if backend == 'onnxruntime' else 'torch'}]"
+                if not ok:
+                    print(f"{label:<24}{size:<34} failed: {runs[0]['error']}")
+                    continue
+                med = {s: float(np.median([r["timings_s"].get(s, np.nan) for r in ok]))
+                       for s in STAGES}
+                inference[backend] = med["segment"] + med["classify"] + med["explain"]
+                wall = float(np.median([r["wall_s"] for r in ok]))
+                peak = float(np.max([r["peak_mb"] for r in ok]))
+                print(f"{label:<24}{size:<34}" + "".join(f"{med[s]:>9.2f}" for s in STAGES)
+                      + f"{wall:>8.1f}{peak:>9.0f}   status {ok[0]['status']}")
+            if len(inference) == 2:
+                print(f"{'':<24}network stages (segment+classify+explain): torch eager / ORT = "
+                      f"{inference['torch'] / inference['onnxruntime']:.2f}x")
     return 0
 
 

@@ -425,30 +425,44 @@ def _ray_edges(prof: np.ndarray, mprof: np.ndarray, radii: np.ndarray) -> Tuple[
     r_in = np.full(n_rays, np.nan)
     n_in, n_out = int(MOMENT_INSIDE_MM / step), int(MOMENT_OUTSIDE_MM / step)
     n_bg = int(1.0 / step)
-    for r in np.nonzero(has)[0]:
-        lo = int(max(0, (r_mask[r] - 3.0) / step))
-        hi = int(min(n_s - 1, (r_mask[r] + 1.5) / step))
-        if hi - lo < 3:
-            continue
-        ip = lo + int(np.argmax(prof[r, lo:hi + 1]))
-        b = ip + n_out
-        if b + n_bg >= n_s:
-            continue
-        peak = float(prof[r, ip])
-        bg = float(np.median(prof[r, b - n_bg // 2: b + n_bg]))
-        if peak - bg < 150.0:
-            continue
-        a = max(0, ip - n_in)
-        inner_level = float(np.mean(prof[r, a: a + 3]))
-        seg = prof[r, a: b + 1] - bg
-        rr = radii[a: b + 1]
-        m0 = _trapezoid(seg, step)
-        m1 = _trapezoid(seg * rr, step)
-        k = max(CORTICAL_BONE_HU, peak)
-        ro, ri = _edges_from_moments(m0, m1, float(radii[a]), inner_level - bg, k - bg)
-        if np.isfinite(ro) and radii[a] < ro < radii[b]:
-            r_out[r] = ro
-            r_in[r] = ri
+    rows = np.nonzero(has)[0]
+    if len(rows) == 0:
+        return r_out, r_in
+    p = prof[rows].astype(np.float64)
+    # search window for the cortical peak around the mask boundary (all rays at once)
+    lo = np.floor(np.maximum(0.0, (r_mask[rows] - 3.0) / step)).astype(int)
+    hi = np.floor(np.minimum(n_s - 1.0, (r_mask[rows] + 1.5) / step)).astype(int)
+    j = np.arange(n_s)
+    in_win = (j[None, :] >= lo[:, None]) & (j[None, :] <= hi[:, None])
+    ip = np.argmax(np.where(in_win, p, -np.inf), axis=1)
+    b = ip + n_out
+    keep = (hi - lo >= 3) & (b + n_bg < n_s)
+    take = np.arange(len(rows))
+    peak = p[take, ip]
+    bg_idx = np.clip(b[:, None] + np.arange(-(n_bg // 2), n_bg)[None, :], 0, n_s - 1)
+    bg = np.median(p[take[:, None], bg_idx], axis=1)
+    keep &= peak - bg >= 150.0
+    a = np.maximum(0, ip - n_in)
+    b = np.minimum(b, n_s - 1)
+    inner_level = p[take[:, None], np.clip(a[:, None] + np.arange(3)[None, :], 0, n_s - 1)].mean(axis=1)
+    # trapezoidal zeroth and first moments of (profile - bg) over [a, b], via cumulative sums
+    c0 = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(p, axis=1)], axis=1)
+    c1 = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(p * radii[None, :], axis=1)], axis=1)
+    cr = np.concatenate([[0.0], np.cumsum(radii)])
+    length = b - a + 1
+    sum0 = c0[take, b + 1] - c0[take, a] - length * bg
+    sum1 = (c1[take, b + 1] - c1[take, a]) - bg * (cr[b + 1] - cr[a])
+    end0 = (p[take, a] - bg) + (p[take, b] - bg)
+    end1 = (p[take, a] - bg) * radii[a] + (p[take, b] - bg) * radii[b]
+    m0 = (sum0 - 0.5 * end0) * step
+    m1 = (sum1 - 0.5 * end1) * step
+    k = np.maximum(CORTICAL_BONE_HU, peak)
+    for i in np.nonzero(keep)[0]:
+        ro, ri = _edges_from_moments(float(m0[i]), float(m1[i]), float(radii[a[i]]),
+                                     float(inner_level[i] - bg[i]), float(k[i] - bg[i]))
+        if np.isfinite(ro) and radii[a[i]] < ro < radii[b[i]]:
+            r_out[rows[i]] = ro
+            r_in[rows[i]] = ri
     return r_out, r_in
 
 
@@ -460,7 +474,11 @@ def _smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         valid = np.isfinite(win).sum(axis=1) >= half + 1
-        med = np.where(valid & np.isfinite(r), np.nanmedian(np.where(np.isfinite(win), win, np.nan), axis=1), np.nan)
+        srt = np.sort(win, axis=1)              # NaNs sort last
+        cnt = np.isfinite(win).sum(axis=1)
+        rows = np.arange(n)
+        mid = 0.5 * (srt[rows, np.maximum(cnt - 1, 0) // 2] + srt[rows, cnt // 2 - (cnt == 0)])
+        med = np.where(valid & np.isfinite(r), mid, np.nan)
         idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
         w3 = med[idx3]
         out = np.where(np.isfinite(med), np.nanmean(w3, axis=1), np.nan)
