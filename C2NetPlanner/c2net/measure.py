@@ -231,16 +231,16 @@ def isthmus_slices(
     pedicle axis from posterior to anterior).
     """
     c = np.asarray(measurement.isthmus_center_lps_mm, dtype=float)
-    half = (size_px - 1) / 2.0 * pixel_mm
-    ref = sitk.Image([size_px, size_px, n_slices], sitk.sitkUInt8)
-    ref.SetSpacing([pixel_mm, pixel_mm, 1.0])
-    ref.SetDirection(np.eye(3).ravel().tolist())
-    ref.SetOrigin([c[0] - half, c[1] - half, c[2] - (n_slices - 1) / 2.0])
-    hu = geometry.array_lps(geometry.resample_like(ct, ref, "linear", antialias=True)).astype(np.float32)
+    if pixel_mm != 1.0:
+        raise MeasurementError(f"isthmus slices are sampled at 1 mm, not {pixel_mm} mm")
+    # the same crop (only the CT around the isthmus is read, fine axes smoothed) as the
+    # classifier's training data: c2net.training.data.fallback_isthmus_crop
+    size = (size_px, size_px, n_slices)
+    hu = geometry.array_lps(geometry.canonical_crop(ct, c, size)).astype(np.float32)
     m = None
     if mask is not None:
-        m = geometry.array_lps(geometry.resample_like(sitk.Cast(mask > 0, sitk.sitkUInt8), ref,
-                                                      "nearest")).astype(np.uint8)
+        m = geometry.array_lps(geometry.canonical_crop(sitk.Cast(mask > 0, sitk.sitkUInt8), c, size,
+                                                       "label")).astype(np.uint8)
     reverse = False
     if m is not None and m[0].sum() != m[-1].sum():
         reverse = m[0].sum() < m[-1].sum()

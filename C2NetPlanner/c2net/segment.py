@@ -24,14 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError, SegmentationError
-from .geometry import (
-    AIR_HU,
-    canonical_reference,
-    lps_to_index,
-    physical_bounds,
-    resample_like,
-    to_input_grid,
-)
+from .geometry import AIR_HU, canonical_crop, to_input_grid
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
 
@@ -49,37 +42,8 @@ def roi_size_mm(model: OnnxModel) -> Sequence[int]:
     return DEFAULT_ROI_MM
 
 
-def canonical_roi(ct: sitk.Image, center_lps_mm: Sequence[float], size_mm: Sequence[float],
-                  interpolator: str = "linear") -> sitk.Image:
-    """Canonical 1 mm crop of ``size_mm`` (x, y, z) centred on ``center_lps_mm`` (LPS mm).
-
-    Only the part of ``ct`` under the crop (+3 voxels) is touched. For intensities
-    (``"linear"``) axes finer than 1 mm are Gaussian-smoothed first (sigma = 0.4 *
-    sqrt(1 - spacing^2) mm, per axis) so thin cortex is averaged, not aliased. Outside the
-    scan: -1024 HU for intensities, 0 for labels (``"label"``/``"nearest"``).
-    """
-    c = np.asarray(center_lps_mm, dtype=float)
-    half = np.asarray(size_mm, dtype=float) / 2.0
-    ref = canonical_reference(ct, 1.0, (c - half, c + half))
-    is_label = interpolator in ("label", "nearest")
-    lo, hi = physical_bounds(ref)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-    ijk = lps_to_index(ct, corners)
-    size = np.asarray(ct.GetSize())
-    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 3, 0, size)
-    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 4, 0, size)
-    if np.any(i1 - i0 < 1):   # no overlap with the scan: all outside
-        return resample_like(ct, ref, interpolator, antialias=False)
-    sub = sitk.RegionOfInterest(ct, [int(v) for v in i1 - i0], [int(v) for v in i0])
-    if not is_label:
-        sub = sitk.Cast(sub, sitk.sitkFloat32)
-        for axis, sp in enumerate(sub.GetSpacing()):
-            sigma = 0.4 * np.sqrt(max(1.0 - sp * sp, 0.0))
-            if sigma > 0.05 and sub.GetSize()[axis] >= 4:
-                sub = sitk.RecursiveGaussian(sub, float(sigma), False,
-                                             sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
-    return resample_like(sub, ref, interpolator, antialias=False)
+#: Canonical 1 mm crop around a point (shared with the measurement's classifier slices).
+canonical_roi = canonical_crop
 
 
 def standardise_slices(hu_szyx: np.ndarray, model: OnnxModel) -> np.ndarray:
