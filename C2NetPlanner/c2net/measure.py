@@ -10,14 +10,19 @@ measured in physical LPS millimetres, never in voxels:
    rays from the section centre sample the CT (trilinear interpolation of a lightly smoothed
    local crop) every 0.1 mm.
 3. **Edges from intensities.** Along each ray the outer cortex peak near the mask boundary is
-   found; the **outer** (periosteal) edge is where the profile falls to half-way between that
-   peak and the soft tissue beyond it, the **inner** (endosteal) edge where it falls to
-   half-way between the peak and the cancellous bone inside. Linear interpolation gives
-   sub-voxel positions.
+   found; the profile around it is modelled as cancellous bone, a cortical step and soft
+   tissue, blurred by the scanner. Blurring keeps the profile's zeroth and first moments, so
+   the **outer** (periosteal) and **inner** (endosteal) edge radii follow in closed form from
+   them once the cortical density is known (the larger of the observed peak and
+   ``CORTICAL_BONE_HU``): sub-voxel edges that do not shift with the blur. r(theta) is then
+   smoothed circularly (median of 5 rays, mean of 3).
 4. **Widths.** From the edge points, caliper widths in every in-plane direction (1 degree
-   steps). The section's MPD is its smallest outer caliper width; the narrowest section along
-   the axis (parabolic refinement) is the isthmus. Inner width and outer/inner heights are
-   taken along and across the MPD direction there.
+   steps; the width is flat at its minimum, so the step costs < 0.01 mm). The section's MPD is
+   its smallest outer caliper width. A quadratic fit of the (3-section median) width profile
+   along the axis locates the isthmus; the reported MPD is the median of the minimum widths of
+   the valid sections within +-0.5 mm of it, and its direction and endpoints are that
+   section's. Inner width and outer/inner heights are taken along and across the MPD
+   direction there.
 
 Pedicle axis vectors point posterior -> anterior. Angles are relative to the scanner's axial
 plane in the LPS frame (see ``docs/ARCHITECTURE.md``).
@@ -128,7 +133,7 @@ def measure_pedicle(
                  "the segmentation overlay and the scan's bone window.")
     smooth = _nan_median3(widths)
     i_min = int(np.nanargmin(smooth))
-    t_star, mpd_fit = _quadratic_min(t_grid, smooth, i_min)
+    t_star, _ = _quadratic_min(t_grid, smooth, i_min)
     i_min = int(np.argmin(np.abs(t_grid - t_star)))
     if not np.isfinite(smooth[i_min]):
         i_min = int(np.nanargmin(smooth))
@@ -140,8 +145,6 @@ def measure_pedicle(
     near_widths = np.array([_min_caliper(s_.outer_pts)[0] for s_ in near])
     sec = near[int(np.argsort(near_widths)[len(near_widths) // 2])]
     mpd, n_dir, pmin, pmax, m2 = _min_caliper(sec.outer_pts, full=True)
-    # the section's own caliper gives the direction and the line; the value is the fitted
-    # profile minimum when the fit is consistent with it (it averages noise over sections)
     mpd_value = float(mpd)
 
     perp = np.array([-n_dir[1], n_dir[0]])
@@ -544,7 +547,6 @@ def _min_caliper(pts2: np.ndarray, full: bool = False):
     proj = pts2 @ _NDIRS.T
     w = proj.max(axis=0) - proj.min(axis=0)
     k = int(np.argmin(w))
-    # parabolic refinement over the direction for a sub-degree minimum value
     wk = w[k]
     if not full:
         return (float(wk),)
