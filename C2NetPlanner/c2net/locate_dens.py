@@ -131,7 +131,7 @@ def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float
     # round, solid cross-section (a vertebral body's posterior cortex is a thin arc)
     if not (0.55 <= depth / width <= 1.8 and area >= 0.55 * np.pi / 4.0 * width * depth):
         return
-    if sp_.stop - 1 > pc + int(round(4.0 / spacing_mm)):
+    if sp_.stop - 1 > pc + int(round(8.0 / spacing_mm)):
         return  # reaches behind the canal centre: part of a ring, not an island
     pp, ll = np.nonzero(filled)
     cue.island = True
