@@ -50,13 +50,17 @@ def _torch_from_onnx(path: Path, kind: str):
     arch = json.loads(meta["c2net.architecture"])
     arch.pop("kind", None)
     net = build_net(kind, arch).eval()
-    inits = {i.name.replace("__fp16", ""): numpy_helper.to_array(i).astype(np.float32)
-             for i in model.graph.initializer}
+    # the classifier is exported inside a wrapper (C3DWithCam), so its names start "net."
+    inits = {i.name.replace("__fp16", "").removeprefix("net."):
+             numpy_helper.to_array(i).astype(np.float32) for i in model.graph.initializer}
     sd = net.state_dict()
     loaded = 0
     for k in sd:
-        if k in inits and inits[k].shape == tuple(sd[k].shape):
-            sd[k] = torch.from_numpy(inits[k])
+        w = inits.get(k)
+        if w is not None and w.ndim == 2 and w.shape[::-1] == tuple(sd[k].shape):
+            w = np.ascontiguousarray(w.T)   # a Gemm may store the weight transposed
+        if w is not None and w.shape == tuple(sd[k].shape):
+            sd[k] = torch.from_numpy(w)
             loaded += 1
     net.load_state_dict(sd)
     return net, loaded, len(sd)

@@ -4,12 +4,15 @@
 
 Cases (each run in its own child process, so ``ru_maxrss`` is that run's peak resident memory):
 
-* ``phantom 0.4x0.4x0.625``: a clinical-resolution neck phantom, 512 x 512 x ~300 voxels
-  (the size of a typical cervical spine CT), written as NIfTI and assessed from the file;
+* ``phantom 0.4x0.4x0.625``: a clinical-resolution neck phantom padded with air to
+  512 x 512 x 300 voxels (a typical cervical spine CT), written as NIfTI and assessed from
+  the file;
 * ``phantom 1 mm``: the same anatomy at 1 mm isotropic;
 * ``--real``: the Visible Human Male head-and-neck DICOM series (512 x 512 x 245) from
   ``../shared/data/real`` when present (a seed point on C2 is given, see
-  ``REAL_SEEDS_LPS_MM``; automatic localisation is a known gap there).
+  ``REAL_SEEDS_LPS_MM``; automatic localisation is a known gap there). The shipped U-Net finds
+  no pedicle there, so that run stops with ``segmentation_failed``; its times up to that point
+  are printed.
 
 Printed: the stage times reported by the pipeline (median over ``--repeats``), the whole
 command's wall time and its peak memory, for ONNX Runtime (the product) and for the same
@@ -51,6 +54,8 @@ class TorchSession:
     def __init__(self, model):
         self.net = _torch_from_onnx(model.path, model.kind)[0]
         self.kind = model.kind
+    def get_providers(self):
+        return ['torch eager (benchmark)']
     def get_inputs(self):
         return [types.SimpleNamespace(name='input')]
     def run(self, names, feeds):
@@ -76,9 +81,14 @@ def _child(args: list[str]) -> dict:
         "import json, resource, sys, time\n"
         "from c2net.assess import assess\n"
         "a = json.loads(sys.argv[1])\n" + swap +
+        "from c2net.errors import C2NetError\n"
         "t = time.perf_counter()\n"
-        "r = assess(a['input'], a['out'], overwrite=True, threads=a['threads'],"
+        "try:\n"
+        "    r = assess(a['input'], a['out'], overwrite=True, threads=a['threads'],"
         " seed_lps_mm=a.get('seed'))\n"
+        "except C2NetError as exc:\n"
+        "    r = exc.assessment\n"
+        "    r.status = 'error: ' + exc.code\n"
         "wall = time.perf_counter() - t\n"
         "print(json.dumps({'status': r.status, 'wall_s': wall, 'timings_s': r.timings_s,"
         " 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))\n")
@@ -89,13 +99,23 @@ def _child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _phantom(tmp: Path, spacing, name: str) -> Path:
+def _phantom(tmp: Path, spacing, name: str, size=None) -> Path:
+    """A neck phantom; with ``size`` its grid is padded with air to that many voxels (a
+    scanner's reconstruction field of view is wider than the neck)."""
+    import SimpleITK as sitk
     from c2net.phantom import make_phantom, write_phantom
 
     ph = make_phantom(seed=7, spacing_mm=spacing, mpd_left_mm=5.6, mpd_right_mm=3.9,
                       fov="c1_c7")
     write_phantom(ph, tmp / name, overwrite=True)
-    return tmp / name / "ct.nii.gz"
+    path = tmp / name / "ct.nii.gz"
+    if size is not None:
+        img = sitk.ReadImage(str(path))
+        extra = [max(0, int(w) - int(h)) for w, h in zip(size, img.GetSize())]
+        lo = [e // 2 for e in extra]
+        hi = [e - e // 2 for e in extra]
+        sitk.WriteImage(sitk.ConstantPad(img, lo, hi, -1000), str(path), True)
+    return path
 
 
 def _real(tmp: Path) -> Path | None:
@@ -128,7 +148,8 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        cases = [("phantom 0.4x0.4x0.625", _phantom(tmp, (0.4, 0.4, 0.625), "fine"), None),
+        cases = [("phantom 0.4x0.4x0.625",
+                  _phantom(tmp, (0.4, 0.4, 0.625), "fine", (512, 512, 300)), None),
                  ("phantom 1 mm", _phantom(tmp, (1.0, 1.0, 1.0), "iso1"), None)]
         if args.real:
             vhm = _real(tmp)

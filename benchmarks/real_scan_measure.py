@@ -225,6 +225,25 @@ def scale_bar(d: ImageDraw.ImageDraw, h: int, px_mm: float, zoom: int) -> None:
     d.text((12, h - 24), "5 mm", fill=(255, 255, 255))
 
 
+def draw_plane(ct, ct_arr, mask, mask_arr, m: PedicleMeasurement, center, e_right, e_up,
+               half_mm: float, px_mm: float, zoom: int):
+    """CT plane with the mask outline and the MPD line; returns (image, draw, to_px)."""
+    hu = sample_plane(ct, ct_arr, center, e_right, e_up, half_mm, px_mm, 1, -1000.0)
+    mk = sample_plane(mask, mask_arr, center, e_right, e_up, half_mm, px_mm, 0, 0.0)
+    im = with_outline(hu, mk)
+    im = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
+    d = ImageDraw.Draw(im)
+
+    def to_px(p):
+        x, y = to_plane_px(p, center, e_right, e_up, half_mm, px_mm)
+        return x * zoom, y * zoom
+
+    ends = [to_px(p) for p in m.mpd_endpoints_lps_mm]
+    d.line(ends, fill=(255, 0, 0), width=2)
+    scale_bar(d, im.height, px_mm, zoom)
+    return im, d, to_px
+
+
 def render_section(ct, ct_arr, mask, mask_arr, m: PedicleMeasurement, title: str, path: Path,
                    half_mm: float = 12.0, px_mm: float = 0.1, zoom: int = 2) -> None:
     """Narrowest cross-section (perpendicular to the axis) with MPD line and mask outline."""
@@ -234,16 +253,10 @@ def render_section(ct, ct_arr, mask, mask_arr, m: PedicleMeasurement, title: str
     e_up /= np.linalg.norm(e_up)
     e_right = np.cross(e_up, axis)   # viewed from the front: right of image = patient left
     center = np.asarray(m.isthmus_center_lps_mm, float)
-    hu = sample_plane(ct, ct_arr, center, e_right, e_up, half_mm, px_mm, 1, -1000.0)
-    mk = sample_plane(mask, mask_arr, center, e_right, e_up, half_mm, px_mm, 0, 0.0)
-    im = with_outline(hu, mk)
-    im = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
-    d = ImageDraw.Draw(im)
-    ends = [to_plane_px(p, center, e_right, e_up, half_mm, px_mm) for p in m.mpd_endpoints_lps_mm]
-    d.line([(x * zoom, y * zoom) for x, y in ends], fill=(255, 0, 0), width=2)
-    for x, y in ends:
-        d.ellipse([x * zoom - 3, y * zoom - 3, x * zoom + 3, y * zoom + 3], outline=(255, 0, 0))
-    scale_bar(d, im.height, px_mm, zoom)
+    im, d, to_px = draw_plane(ct, ct_arr, mask, mask_arr, m, center, e_right, e_up, half_mm,
+                              px_mm, zoom)
+    for x, y in (to_px(p) for p in m.mpd_endpoints_lps_mm):
+        d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=(255, 0, 0))
     lines = [title, f"narrowest cross-section perpendicular to the pedicle axis; MPD {m.mpd_mm:.2f} mm "
              f"(red), mask outline (green)",
              f"viewed along the axis from anterior; up ~ {side_word(e_up)}, right ~ {side_word(e_right)}"]
@@ -258,18 +271,10 @@ def render_axial(ct, ct_arr, mask, mask_arr, m: PedicleMeasurement, title: str, 
     center = np.asarray(m.isthmus_center_lps_mm, float)
     e_right = np.array([1.0, 0.0, 0.0])     # image right = patient left
     e_up = np.array([0.0, -1.0, 0.0])       # image top = anterior
-    hu = sample_plane(ct, ct_arr, center, e_right, e_up, half_mm, px_mm, 1, -1000.0)
-    mk = sample_plane(mask, mask_arr, center, e_right, e_up, half_mm, px_mm, 0, 0.0)
-    im = with_outline(hu, mk)
-    im = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
-    d = ImageDraw.Draw(im)
-    ends = [to_plane_px(p, center, e_right, e_up, half_mm, px_mm) for p in m.mpd_endpoints_lps_mm]
-    d.line([(x * zoom, y * zoom) for x, y in ends], fill=(255, 0, 0), width=2)
+    im, d, to_px = draw_plane(ct, ct_arr, mask, mask_arr, m, center, e_right, e_up, half_mm,
+                              px_mm, zoom)
     ax = np.asarray(m.axis_lps, float)
-    tail = to_plane_px(center - 10 * ax, center, e_right, e_up, half_mm, px_mm)
-    head = to_plane_px(center + 10 * ax, center, e_right, e_up, half_mm, px_mm)
-    d.line([(tail[0] * zoom, tail[1] * zoom), (head[0] * zoom, head[1] * zoom)], fill=(255, 255, 0))
-    scale_bar(d, im.height, px_mm, zoom)
+    d.line([to_px(center - 10 * ax), to_px(center + 10 * ax)], fill=(255, 255, 0))
     lines = [title, f"axial slice z = {center[2]:.1f} mm (LPS) through the isthmus centre",
              "mask outline (green), MPD line projected (red), measured axis projected (yellow)"]
     annotate(im, lines, {"top": "A", "bottom": "P", "left": "R", "right": "L"}).save(path)
