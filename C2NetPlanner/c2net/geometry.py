@@ -152,8 +152,32 @@ def to_input_grid(
     image: sitk.Image, input_image: sitk.Image, interpolator: str = "linear",
     default_value: float = 0.0,
 ) -> sitk.Image:
-    """Map a label map or heat map computed on another grid back onto the input's own grid."""
-    return resample_like(image, input_image, interpolator, default_value=default_value)
+    """Map a label map or heat map computed on another grid back onto the input's own grid.
+
+    Only the input voxels under ``image``'s physical box (+2 voxels) are resampled; the rest
+    is ``default_value``. (A 512 x 512 x 300 scan is 80 M voxels; the crop is a few 100 k.)
+    """
+    lo, hi = physical_bounds(image)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                        for z in (lo[2], hi[2])])
+    ijk = lps_to_index(input_image, corners)
+    size = np.asarray(input_image.GetSize())
+    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 2, 0, size)
+    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 3, 0, size)
+    if np.all(i0 == 0) and np.all(i1 == size):
+        return resample_like(image, input_image, interpolator, default_value=default_value)
+    region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
+    region.SetSpacing(input_image.GetSpacing())
+    region.SetDirection(input_image.GetDirection())
+    region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
+    sub = resample_like(image, region, interpolator, default_value=default_value)
+    full = sitk.Image(input_image.GetSize(), sub.GetPixelID())
+    full.CopyInformation(input_image)
+    if default_value:
+        full = full + default_value
+    if np.any(i1 - i0 < 1):          # no overlap: all default
+        return full
+    return sitk.Paste(full, sub, sub.GetSize(), [0, 0, 0], [int(v) for v in i0])
 
 
 def array_lps(image: sitk.Image) -> np.ndarray:
