@@ -30,7 +30,7 @@ from . import __version__, geometry
 from .errors import C2NetError, InputError, MeasurementError
 from .explain import attention_volume
 from .load import LoadedCT, load_ct
-from .measure import isthmus_slices, measure_pedicle
+from .measure import crop_to_mask, isthmus_slices, measure_pedicle
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
 from .results import SIDES, Assessment, SideAssessment
@@ -233,9 +233,10 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
     for side in SIDES:
         result.sides[side] = SideAssessment(side=side)
     with clock.stage("measure", "isthmus cross-sections"):
+        pedicles = crop_to_mask(result.segmentation)   # both pedicles' box, not the whole scan
         for side in SIDES:
             sa = result.sides[side]
-            mask = sitk.Cast(result.segmentation == SEGMENT_LABELS[side], sitk.sitkUInt8)
+            mask = sitk.Cast(pedicles == SEGMENT_LABELS[side], sitk.sitkUInt8)
             try:
                 sa.measurement = measure_pedicle(ct, mask, side)
                 sa.slices = isthmus_slices(ct, sa.measurement, mask)

@@ -49,9 +49,8 @@ def attention_volume(
     for c in cams:
         a = geometry.array_lps(geometry.resample_like(c, union, "linear", default_value=0.0))
         acc = a if acc is None else np.maximum(acc, a)
-    merged = geometry.copy_geometry(acc.astype(np.float32), union)
-    out = geometry.to_input_grid(merged, ct, "linear", default_value=0.0)
-    return sitk.Cast(sitk.Clamp(out, sitk.sitkFloat32, 0.0, 1.0), sitk.sitkFloat32)
+    merged = geometry.copy_geometry(np.clip(acc, 0.0, 1.0).astype(np.float32), union)
+    return geometry.to_input_grid(merged, ct, "linear", default_value=0.0)
 
 
 def _zeros_like(ct: sitk.Image) -> sitk.Image:

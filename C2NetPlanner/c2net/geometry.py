@@ -170,14 +170,12 @@ def to_input_grid(
     region.SetSpacing(input_image.GetSpacing())
     region.SetDirection(input_image.GetDirection())
     region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
-    sub = resample_like(image, region, interpolator, default_value=default_value)
-    full = sitk.Image(input_image.GetSize(), sub.GetPixelID())
-    full.CopyInformation(input_image)
-    if default_value:
-        full = full + default_value
-    if np.any(i1 - i0 < 1):          # no overlap: all default
-        return full
-    return sitk.Paste(full, sub, sub.GetSize(), [0, 0, 0], [int(v) for v in i0])
+    sub = sitk.GetArrayFromImage(resample_like(image, region, interpolator,
+                                               default_value=default_value))
+    full = np.full(tuple(int(v) for v in size[::-1]), default_value, dtype=sub.dtype)
+    if np.all(i1 - i0 >= 1):         # else no overlap: all default
+        full[i0[2]:i1[2], i0[1]:i1[1], i0[0]:i1[0]] = sub
+    return copy_geometry(full, input_image)
 
 
 def array_lps(image: sitk.Image) -> np.ndarray:

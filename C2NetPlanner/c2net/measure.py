@@ -104,7 +104,7 @@ def measure_pedicle(
         raise ValueError("side must be 'left' or 'right'")
     progress = progress or null_progress
     label = f"{side} C2 pedicle"
-    mask = _crop_to_mask(mask)
+    mask = crop_to_mask(mask)
     pts = _mask_points(mask, label)
     axis, centroid = _pedicle_axis(pts, label)
     crop = _local_ct(ct, pts)
@@ -263,7 +263,7 @@ def isthmus_slices(
 # mask handling and axis
 
 
-def _crop_to_mask(mask: sitk.Image, margin: int = 2) -> sitk.Image:
+def crop_to_mask(mask: sitk.Image, margin: int = 2) -> sitk.Image:
     """The mask's bounding box (+``margin`` voxels, never beyond the image), same geometry.
 
     A mask on a 512 x 512 x 300 grid is 80 M voxels; the pedicle fills a few thousand. Where

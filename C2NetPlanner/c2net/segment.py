@@ -115,7 +115,7 @@ def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     model = model or load_model("segmentation", model_dir=model_dir, threads=threads)
     size = roi_size_mm(model)
     progress("segment", 0.0, "cropping the C2 region at 1 mm")
-    roi = canonical_roi(sitk.Cast(ct, sitk.sitkFloat32), centre, size)
+    roi = canonical_roi(ct, centre, size)     # only the CT under the ROI is read
     hu = sitk.GetArrayFromImage(roi)
     if float(np.mean(hu <= AIR_HU + 1)) > 0.9:
         raise SegmentationError("the C2 region lies (almost) entirely outside the scan",
@@ -128,9 +128,8 @@ def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
             "Check that the C2 centre is right (give a seed point) and that the scan is a "
             "bone-window-capable CT of the cervical spine; or segment the pedicles manually "
             "and run 'c2net measure' on the mask.")
-    lab = sitk.GetImageFromArray(clean)
+    lab = sitk.GetImageFromArray(clean.astype(np.uint8))
     lab.CopyInformation(roi)
     out = to_input_grid(lab, ct, interpolator="nearest", default_value=0)
-    out = sitk.Cast(out, sitk.sitkUInt8)
     progress("segment", 1.0, "pedicles segmented")
     return out
