@@ -63,8 +63,9 @@ CORTICAL_BONE_HU = 1500.0
 #: fine spacing (a 1-sigma band; with a 0.1 mm base only 42 % were inside at <= 0.6 mm).
 RESOLUTION_UNCERTAINTY_PER_MM = 0.2
 BASE_UNCERTAINTY_MM = 0.2
-#: Added (in quadrature) when no medullary cavity is seen: thin, all-cortex isthmi.
+#: Added (in quadrature) for thin (< THIN_ISTHMUS_MM) or all-cortex isthmi.
 SOLID_ISTHMUS_UNCERTAINTY_MM = 0.4
+THIN_ISTHMUS_MM = 3.0
 
 
 @dataclass
@@ -168,12 +169,17 @@ def measure_pedicle(
 
     warnings = []
     uncertainty = _uncertainty(widths, i_min, spacing)
-    if inner_w == 0.0:
-        # a solid (all-cortex) isthmus: the edges rest on the cortical-density prior alone;
-        # the phantom benchmark's largest errors (0.6-0.8 mm) are such 2-3 mm pedicles
+    if inner_w == 0.0 or mpd_value < THIN_ISTHMUS_MM:
+        # a thin or all-cortex isthmus: the two walls' edge windows overlap and the edges rest
+        # on the cortical-density prior; the phantom benchmark's largest errors (0.6-0.8 mm)
+        # are 2-3 mm pedicles
         uncertainty = float(np.hypot(uncertainty, SOLID_ISTHMUS_UNCERTAINTY_MM))
+        warnings.append(f"The {side} isthmus is thin (< {THIN_ISTHMUS_MM:.0f} mm) or shows no "
+                        "medullary cavity: its edges are resolution-limited and the MPD "
+                        "uncertainty is widened.")
+    if inner_w == 0.0:
         warnings.append(f"No medullary cavity detected at the {side} isthmus (all cortex or too "
-                        "coarse); inner width reported as 0 mm and the MPD uncertainty widened.")
+                        "coarse); inner width reported as 0 mm.")
     if i_min <= 1 or i_min >= len(sections) - 2:
         warnings.append(f"The narrowest {side} cross-section lies at the end of the mask: the "
                         "isthmus may lie outside the segmented pedicle.")
