@@ -148,6 +148,20 @@ def to_canonical(
     return resample_like(image, ref, interpolator, antialias=antialias)
 
 
+def index_box(image: sitk.Image, lo_lps, hi_lps, margin: int = 0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel index range [i0, i1) (i, j, k order) of ``image`` covering the LPS box lo..hi,
+    widened by ``margin`` voxels and clipped to the image (empty where they do not overlap)."""
+    lo, hi = np.asarray(lo_lps, float), np.asarray(hi_lps, float)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                        for z in (lo[2], hi[2])])
+    ijk = lps_to_index(image, corners)
+    size = np.asarray(image.GetSize())
+    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int) - margin, 0, size)
+    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + margin + 1, 0, size)
+    return i0, i1
+
+
 def to_input_grid(
     image: sitk.Image, input_image: sitk.Image, interpolator: str = "linear",
     default_value: float = 0.0,
@@ -157,13 +171,8 @@ def to_input_grid(
     Only the input voxels under ``image``'s physical box (+2 voxels) are resampled; the rest
     is ``default_value``. (A 512 x 512 x 300 scan is 80 M voxels; the crop is a few 100 k.)
     """
-    lo, hi = physical_bounds(image)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-    ijk = lps_to_index(input_image, corners)
     size = np.asarray(input_image.GetSize())
-    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 2, 0, size)
-    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 3, 0, size)
+    i0, i1 = index_box(input_image, *physical_bounds(image), margin=2)
     if np.all(i0 == 0) and np.all(i1 == size):
         return resample_like(image, input_image, interpolator, default_value=default_value)
     region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
@@ -203,13 +212,7 @@ def canonical_crop(ct: sitk.Image, center_lps_mm: Sequence[float], size_mm: Sequ
     half = np.asarray(size_mm, dtype=float) / 2.0
     ref = canonical_reference(ct, 1.0, (c - half, c + half))
     is_label = interpolator in ("label", "nearest")
-    lo, hi = physical_bounds(ref)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-    ijk = lps_to_index(ct, corners)
-    size = np.asarray(ct.GetSize())
-    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 3, 0, size)
-    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 4, 0, size)
+    i0, i1 = index_box(ct, *physical_bounds(ref), margin=3)
     if np.any(i1 - i0 < 1):   # no overlap with the scan: all outside
         return resample_like(ct, ref, interpolator, antialias=False)
     sub = sitk.RegionOfInterest(ct, [int(v) for v in i1 - i0], [int(v) for v in i0])

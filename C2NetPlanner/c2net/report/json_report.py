@@ -7,7 +7,6 @@ into the report folder, so a copy of the folder can be checked for completeness 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,19 +15,11 @@ from typing import Any, Dict, Mapping
 import numpy as np
 
 from ..errors import C2NetError
+from ..models import sha256_file  # noqa: F401 - re-exported for the report package
 from ..results import Assessment
 from .schema_check import validation_errors
 
 REPORT_JSON = "report.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def jsonable(obj: Any) -> Any:
