@@ -53,6 +53,19 @@ def test_flipped_permuted_direction_keeps_side_and_answer():
     assert med > 0
 
 
+def test_mask_on_a_larger_grid_gives_the_same_answer():
+    """The measurement works on the mask's bounding box: padding the grid (a 512 x 512 scan's
+    field of view) changes nothing, and the box keeps the mask's physical position."""
+    tube = make_tube("left", mpd_mm=5.0, center=(3.0, -2.0, 1.0))
+    ct, mask = tube_ct(tube, spacing=(0.6, 0.6, 0.8), supersample=2, fov_mm=30, seed=2)
+    small = measure_pedicle(ct, mask, "left")
+    big_ct = sitk.ConstantPad(ct, [40, 25, 10], [15, 30, 20], -1000)
+    big_mask = sitk.ConstantPad(mask, [40, 25, 10], [15, 30, 20], 0)
+    big = measure_pedicle(big_ct, big_mask, "left")
+    assert big.mpd_mm == pytest.approx(small.mpd_mm, abs=1e-6)
+    np.testing.assert_allclose(big.isthmus_center_lps_mm, small.isthmus_center_lps_mm, atol=1e-6)
+
+
 def test_measure_both_from_label_map_and_sides():
     left = make_tube("left", mpd_mm=6.0, center=(0.0, 0.0, 0.0))
     ct, mask = tube_ct(left, spacing=(0.7, 0.7, 0.7), supersample=2, fov_mm=30)
