@@ -333,6 +333,7 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
             "Use a scan that extends below C2 (to C3), or give a vertebra label map.",
             code="c2_partly_in_fov")
     centre_idx = tip_idx - axis * (CENTROID_BELOW_TIP_MM / sp) + post * (CENTROID_BEHIND_TIP_MM / sp)
+    centre_idx = _bone_recentre(crop, centre_idx)
     centre = crop.index_to_lps(centre_idx)
     tip = crop.index_to_lps(tip_idx)
     lo, hi = _roi(centre, axis, post)
@@ -364,6 +365,35 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
                       roi_min_lps_mm=tuple(lo), roi_max_lps_mm=tuple(hi),
                       confidence=float(np.clip(confidence, 0.0, 1.0)), method="automatic",
                       evidence=evidence, warnings=warnings)
+
+
+#: Half-height (mm) of the axial slab whose bone re-centres C2 left-right; at the body level,
+#: 27 mm below the dens tip, the slab holds C2 alone (C1 lies above, the C2/C3 disc ~10 mm below).
+RECENTRE_SLAB_MM = 5.0
+RECENTRE_HALF_WIDTH_MM = 30.0
+
+
+def _bone_recentre(crop: Crop, centre_idx: np.ndarray) -> np.ndarray:
+    """Move the estimate left-right onto the centroid of the bone in an axial slab at its level
+    (C2 is nearly symmetric; the dens axis extrapolated 27 mm down is not precise sideways)."""
+    sp = crop.spacing_mm
+    k, p, lat = centre_idx
+    half = RECENTRE_SLAB_MM / sp
+    k0, k1 = int(max(0, np.floor(k - half))), int(min(crop.hu.shape[0], np.ceil(k + half) + 1))
+    # body front to spinous tip; +-30 mm sideways keeps the mandible and the neck's edge out
+    p0, p1 = int(max(0, p - C2_ANTERIOR_MM / sp)), int(min(crop.hu.shape[1], p + C2_POSTERIOR_MM / sp))
+    l0, l1 = int(max(0, lat - RECENTRE_HALF_WIDTH_MM / sp)), int(min(
+        crop.hu.shape[2], lat + RECENTRE_HALF_WIDTH_MM / sp))
+    if l0 == 0 or l1 == crop.hu.shape[2]:
+        return centre_idx        # the slab is cut by the crop: its centroid would be biased
+    if k1 <= k0 or p1 <= p0 or l1 <= l0:
+        return centre_idx
+    bone = crop.hu[k0:k1, p0:p1, l0:l1] > 250.0
+    if bone.sum() < 200:
+        return centre_idx
+    out = centre_idx.copy()
+    out[2] = l0 + float(np.nonzero(bone)[2].mean())
+    return out
 
 
 def _c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int
