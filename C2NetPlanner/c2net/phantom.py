@@ -165,28 +165,26 @@ def _bone_fields(parts: Sequence[Part], grid: _Grid, cortical: float, margin: fl
     d_out = np.full(grid.shape, _BIG, dtype=np.float32)
     d_in = np.full(grid.shape, _BIG, dtype=np.float32)
     lab = np.zeros(grid.shape, dtype=np.uint8)
-    for p in parts:
-        if p.kind != "bone" or (only_labels is not None and p.label not in only_labels):
-            continue
-        sl = grid.block(p.lo, p.hi, p.frame, margin + cortical)
-        if sl is None:
-            continue
-        x, y, z = grid.coords(sl, p.frame)
-        d = p.fn(x, y, z).astype(np.float32)
+
+    def blocks(kind):
+        """(part, slice, x, y, z, distance) of each part of ``kind`` touching the grid."""
+        for p in parts:
+            if p.kind != kind or (only_labels is not None and p.label not in only_labels):
+                continue
+            sl = grid.block(p.lo, p.hi, p.frame, margin + cortical)
+            if sl is None:
+                continue
+            x, y, z = grid.coords(sl, p.frame)
+            yield p, sl, x, y, z, p.fn(x, y, z).astype(np.float32)
+
+    for p, sl, x, y, z, d in blocks("bone"):
         di = (p.inner_fn(x, y, z) if p.inner_fn is not None else d + cortical).astype(np.float32)
         cur = d_out[sl]
         better = d < cur
         lab[sl] = np.where(better, np.uint8(p.label), lab[sl])
         d_out[sl] = np.where(better, d, cur)
         d_in[sl] = np.minimum(d_in[sl], di)
-    for p in parts:
-        if p.kind != "hole" or (only_labels is not None and p.label not in only_labels):
-            continue
-        sl = grid.block(p.lo, p.hi, p.frame, margin + cortical)
-        if sl is None:
-            continue
-        x, y, z = grid.coords(sl, p.frame)
-        d = p.fn(x, y, z).astype(np.float32)
+    for _p, sl, _x, _y, _z, d in blocks("hole"):
         d_out[sl] = np.maximum(d_out[sl], -d)
         d_in[sl] = np.maximum(d_in[sl], cortical - d)
     lab[d_out >= 0] = 0
