@@ -29,7 +29,6 @@ Research use only - not a medical device.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -278,20 +277,6 @@ def _no_dens_error(crop: Crop, track_pts: np.ndarray, scan_lo: np.ndarray,
         "was recognised.", code="c2_not_found")
 
 
-def _spine_axis(centre_p: np.ndarray, centre_l: np.ndarray, k_tip: int, spacing: float
-                ) -> np.ndarray:
-    """Unit vector (canonical [S, P, L] index space) along the canal below the tip, pointing up."""
-    ks = np.arange(max(0, k_tip - int(40 / spacing)), k_tip + 1)
-    ok = np.isfinite(centre_p[ks]) & np.isfinite(centre_l[ks])
-    if ok.sum() < 8:
-        return np.array([1.0, 0.0, 0.0])
-    kk = ks[ok].astype(float)
-    sp = np.polyfit(kk, centre_p[ks][ok], 1)[0]
-    sl = np.polyfit(kk, centre_l[ks][ok], 1)[0]
-    v = np.array([1.0, np.clip(sp, -0.4, 0.4), np.clip(sl, -0.3, 0.3)])
-    return v / np.linalg.norm(v)
-
-
 def _run_axis(run: DensRun) -> np.ndarray:
     """Unit vector (canonical [S, P, L] index space) along the dens, pointing up: the local
     spine axis, used to step from the tip down to the body."""
@@ -312,7 +297,6 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
     sp = crop.spacing_mm
     valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
     k_top, k_bottom = int(valid_k[-1]), int(valid_k[0])
-    top = run.slices[-1]
     if run.k_hi >= k_top - 1:
         raise LocalisationError(
             "C2 is not fully in the field of view: the dens reaches the top of the scan.",
@@ -360,7 +344,6 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
         warnings.append("the C2/C3 disc was not recognised; C2's lower end is estimated")
     if len(runs) > 1 and margin < 3.0:
         warnings.append("another dens-like structure scored almost as high; check the region")
-    del top
     return C2Location(center_lps_mm=tuple(centre), dens_tip_lps_mm=tuple(tip),
                       roi_min_lps_mm=tuple(lo), roi_max_lps_mm=tuple(hi),
                       confidence=float(np.clip(confidence, 0.0, 1.0)), method="automatic",
@@ -493,4 +476,4 @@ def location_summary(loc: C2Location) -> str:
     return f"C2 centre ({c}) LPS mm, {loc.method}, confidence {loc.confidence:.2f}"
 
 
-__all__ = ["C2Location", "locate_c2", "location_summary", "Path"]
+__all__ = ["C2Location", "locate_c2", "location_summary"]

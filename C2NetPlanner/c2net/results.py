@@ -6,7 +6,9 @@ gives the JSON form that ``report.json`` uses (schema in ``c2net/schemas/report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -162,3 +164,29 @@ class Assessment:
             "timings_s": {k: round(float(v), 4) for k, v in self.timings_s.items()},
             "disclaimer": DISCLAIMER,
         }
+
+
+def jsonable(obj: Any) -> Any:
+    """A deep copy of ``obj`` that ``json.dumps(allow_nan=False)`` accepts.
+
+    numpy scalars/arrays become Python numbers/lists, tuples become lists, paths become strings,
+    NaN and infinities become ``null`` (JSON has no NaN).
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)

@@ -42,10 +42,6 @@ def roi_size_mm(model: OnnxModel) -> Sequence[int]:
     return DEFAULT_ROI_MM
 
 
-#: Canonical 1 mm crop around a point (shared with the measurement's classifier slices).
-canonical_roi = canonical_crop
-
-
 def standardise_slices(hu_szyx: np.ndarray, model: OnnxModel) -> np.ndarray:
     """(S, H, W) HU -> (S, 3, H, W) float32 network input (window, mean/std, 3 channels)."""
     level, width = model.window
@@ -115,7 +111,7 @@ def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     model = model or load_model("segmentation", model_dir=model_dir, threads=threads)
     size = roi_size_mm(model)
     progress("segment", 0.0, "cropping the C2 region at 1 mm")
-    roi = canonical_roi(ct, centre, size)     # only the CT under the ROI is read
+    roi = canonical_crop(ct, centre, size)    # only the CT under the ROI is read
     hu = sitk.GetArrayFromImage(roi)
     if float(np.mean(hu <= AIR_HU + 1)) > 0.9:
         raise SegmentationError("the C2 region lies (almost) entirely outside the scan",

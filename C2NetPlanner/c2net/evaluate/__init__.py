@@ -204,7 +204,7 @@ def compute(predictions_csv: str, truth_csv: str, readers_csvs: Sequence[str] = 
     result["per_side"] = _per_side(ds)
     result["software"] = _versions()
     result["notes"] = notes
-    return report.clean(result)
+    return report.jsonable(result)
 
 
 def write_outputs(result: Dict[str, object], out_dir: str) -> Dict[str, str]:

@@ -37,6 +37,19 @@ def _ci_text(ci) -> str:
     return f" ({ci[0]:.3f}-{ci[1]:.3f})"
 
 
+def _roc_axes(ax, title: str) -> None:
+    """Chance diagonal, unit square, axis labels, title, legend and grid of a ROC panel."""
+    ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=7.5)
+    ax.grid(alpha=0.3)
+
+
 def roc_figure(primary: Dict[str, object], cv: Optional[Dict[str, object]], path: str,
                title: str = "ROC: high risk vs low risk") -> None:
     """Test-set ROC of the model and the MPD rule with reader operating points; with folds a
@@ -65,16 +78,7 @@ def roc_figure(primary: Dict[str, object], cv: Optional[Dict[str, object]], path
             exp = f" [{r['experience']}]" if r.get("experience") else ""
             ax.plot([1 - spec], [sens], "s", color=c, ms=8,
                     label=f"{name}{exp}: sens {sens:.2f}, spec {spec:.2f}")
-    ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_title(f"{title}\n{primary['n_sides']} sides, {primary['n_patients']} patients",
-                 fontsize=10)
-    ax.legend(loc="lower right", fontsize=7.5)
-    ax.grid(alpha=0.3)
+    _roc_axes(ax, f"{title}\n{primary['n_sides']} sides, {primary['n_patients']} patients")
     if panels == 2:
         ax2 = fig.add_subplot(1, 2, 2)
         for f in cv["folds"]:
@@ -90,15 +94,7 @@ def roc_figure(primary: Dict[str, object], cv: Optional[Dict[str, object]], path
         ax2.fill_between(fpr, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1),
                          color="#1f77b4", alpha=0.15, label="+/- 1 SD")
         ax2.plot([], [], color="#888888", lw=0.8, label=f"{cv['n_folds']} folds")
-        ax2.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
-        ax2.set_xlim(-0.01, 1.01)
-        ax2.set_ylim(-0.01, 1.01)
-        ax2.set_aspect("equal")
-        ax2.set_xlabel("1 - specificity (false positive rate)")
-        ax2.set_ylabel("sensitivity (true positive rate)")
-        ax2.set_title("Cross-validation: ROC per fold and mean ROC", fontsize=10)
-        ax2.legend(loc="lower right", fontsize=7.5)
-        ax2.grid(alpha=0.3)
+        _roc_axes(ax2, "Cross-validation: ROC per fold and mean ROC")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     _save(fig, path)
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 from typing import Dict, Iterable, List, Optional
 
-import numpy as np
-
 from .. import DISCLAIMER
+from ..results import jsonable
 
 CSV_COLUMNS = ("analysis", "subject", "metric", "value", "ci_low", "ci_high", "ci_method",
                "p_value", "n")
@@ -30,27 +28,9 @@ PROPORTION_METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
 RATER_TITLES = {"model": "C2-Net model", "mpd_rule": "Measured MPD rule"}
 
 
-def clean(obj):
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def write_json(result: Dict[str, object], path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(clean(result), handle, indent=1, allow_nan=False)
+        json.dump(jsonable(result), handle, indent=1, allow_nan=False)
         handle.write("\n")
 
 

@@ -8,44 +8,15 @@ into the report folder, so a copy of the folder can be checked for completeness 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-import numpy as np
-
 from ..errors import C2NetError
 from ..models import sha256_file  # noqa: F401 - re-exported for the report package
-from ..results import Assessment
+from ..results import Assessment, jsonable
 from .schema_check import validation_errors
 
 REPORT_JSON = "report.json"
-
-
-def jsonable(obj: Any) -> Any:
-    """A deep copy of ``obj`` that ``json.dumps(allow_nan=False)`` accepts.
-
-    numpy scalars/arrays become Python numbers/lists, tuples become lists, paths become strings,
-    NaN and infinities become ``null`` (JSON has no NaN).
-    """
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
 
 
 def report_dict(assessment: Assessment, files: Mapping[str, str]) -> Dict[str, Any]:

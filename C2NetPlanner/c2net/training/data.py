@@ -193,11 +193,12 @@ def _progress(i: int, n: int, what: str) -> None:
 def canonical_roi(ct: sitk.Image, center_lps: Sequence[float], size_mm: Sequence[float] = SEG_ROI_MM,
                   margin_mm: float = 0.0, interpolator: str = "linear") -> sitk.Image:
     """Canonical 1 mm crop of ``size_mm`` (+ margin on every side) around ``center_lps``,
-    exactly as the run-time segmentation crops (:func:`c2net.segment.canonical_roi`)."""
-    from ..segment import canonical_roi as runtime_roi
+    exactly as the run-time segmentation and classifier inputs are cropped
+    (:func:`c2net.geometry.canonical_crop`)."""
+    from ..geometry import canonical_crop
 
     size = np.asarray(size_mm, dtype=float) + 2.0 * margin_mm
-    return runtime_roi(ct, center_lps, size, interpolator)
+    return canonical_crop(ct, center_lps, size, interpolator)
 
 
 def preprocess_seg_case(case: CTCase, roi_mm: Sequence[int] = SEG_ROI_MM,
@@ -250,7 +251,8 @@ def truth_mpd(case: CTCase, truth: dict, side: str) -> float:
 def fallback_isthmus_crop(ct: sitk.Image, isthmus_center_lps: Sequence[float],
                           pedicle_mask: Optional[sitk.Image] = None,
                           shape: Sequence[int] = CLS_SLICE_SHAPE) -> Tuple[np.ndarray, List]:
-    """FALLBACK used only while ``c2net.measure.isthmus_slices`` is unavailable.
+    """The classifier input at the phantom's *true* isthmus (``--no-measure``, or when the
+    measurement fails on a case).
 
     Five consecutive canonical 1 mm axial slices (S, P, L) centred on the true isthmus centre,
     in-plane crop ``shape[1:]``. Slices are ordered wide -> narrow by the pedicle mask's area
@@ -275,13 +277,9 @@ def fallback_isthmus_crop(ct: sitk.Image, isthmus_center_lps: Sequence[float],
 
 
 def _isthmus_slices_from_measure(ct: sitk.Image, mask: sitk.Image, side: str):
-    """(hu, source) via c2net.measure when available, else None."""
-    try:
-        from .. import measure  # noqa: PLC0415 - optional, written by another stage
-    except ImportError:
-        return None
-    if not (hasattr(measure, "measure_pedicle") and hasattr(measure, "isthmus_slices")):
-        return None
+    """The run-time classifier input: the isthmus found by c2net.measure on ``mask``."""
+    from .. import measure
+
     m = measure.measure_pedicle(ct, mask, side)
     s = measure.isthmus_slices(ct, m, mask)
     return np.asarray(s.hu, dtype=np.float32)
