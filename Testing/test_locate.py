@@ -171,3 +171,28 @@ def test_cli_prints_and_writes_json(phantom, tmp_path, capsys):
     # a refusal exits with 2 and says why
     assert main(["locate", str(ct_path), "--seed", "9999", "0", "0"]) == 2
     assert "outside the image" in capsys.readouterr().err
+
+
+def _cue(k, p, lat, arch=True):
+    from c2net.locate_dens import SliceCue
+    return SliceCue(k=k, island=True, width_mm=9.0, area_mm2=60.0, arch_in_front=arch,
+                    masses_beside=2, centre_pl=(p, lat))
+
+
+def test_dens_run_survives_a_stray_island():
+    """An island elsewhere on one slice (a piece of the arch) does not break the dens column."""
+    from c2net.locate_dens import dens_runs
+    cues = [_cue(k, 50.0, 45.0) for k in range(20, 25)]
+    cues += [_cue(25, 40.0, 43.0, arch=False)]            # stray island, 10 mm in front
+    cues += [_cue(k, 50.0, 45.0) for k in range(27, 30)]  # the dens goes on above it
+    runs = dens_runs(cues)
+    assert runs[0].k_lo == 20 and runs[0].k_hi == 29
+
+
+def test_dens_run_drops_skull_base_bone_touching_its_tip():
+    """Bone above the tip that slopes forwards (basion) is cut off, not the whole run dropped."""
+    from c2net.locate_dens import dens_runs
+    cues = [_cue(k, 50.0, 45.0) for k in range(20, 25)]
+    cues += [_cue(25 + i, 48.0 - 2.5 * i, 45.0, arch=False) for i in range(3)]
+    runs = dens_runs(cues)
+    assert runs and runs[0].k_lo == 20 and runs[0].k_hi in (24, 25)

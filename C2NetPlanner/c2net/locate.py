@@ -38,7 +38,7 @@ from .errors import LocalisationError
 from .geometry import physical_bounds
 from .locate_canal import CanalTrack, canal_like, track_canal
 from .locate_crop import Crop, make_crop
-from .locate_dens import DensRun, dens_runs, run_slope, slice_cues
+from .locate_dens import BONE_HU_1MM, DensRun, dens_runs, run_slope, slice_cues
 from .locate_overrides import (
     MaskInput,
     check_seed,
@@ -297,13 +297,13 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
     sp = crop.spacing_mm
     valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
     k_top, k_bottom = int(valid_k[-1]), int(valid_k[0])
-    if run.k_hi >= k_top - 1:
+    if run.k_hi >= k_top - 1 and _dens_cut_at_top(crop, run, k_top):
         raise LocalisationError(
             "C2 is not fully in the field of view: the dens reaches the top of the scan.",
             "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
     upper = run.slices[-min(len(run.slices), 4):]
     tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
-    tip_idx = np.array([run.k_hi + 1.5 / sp, tip_pl[0], tip_pl[1]])
+    tip_idx = np.array([min(run.k_hi + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])
     axis = _run_axis(run)
     # posterior direction perpendicular to the axis
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
@@ -348,6 +348,23 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
                       roi_min_lps_mm=tuple(lo), roi_max_lps_mm=tuple(hi),
                       confidence=float(np.clip(confidence, 0.0, 1.0)), method="automatic",
                       evidence=evidence, warnings=warnings)
+
+
+def _dens_cut_at_top(crop: Crop, run: DensRun, k_top: int) -> bool:
+    """Whether the dens column still fills the scan's top slice (its tip is cut off).
+
+    A dens that ends a millimetre or two below the top leaves at most a sliver of bone there;
+    a cut one shows a full cross-section: bone over at least half of a disc of the dens's
+    width around its centre."""
+    sp = crop.spacing_mm
+    upper = run.slices[-min(len(run.slices), 3):]
+    p, lat = np.mean([c.centre_pl for c in upper], axis=0)
+    radius = max(1.5, 0.5 * float(np.median([c.width_mm for c in run.slices])) / sp)
+    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
+    disc = (pp - p) ** 2 + (ll - lat) ** 2 <= radius ** 2
+    if not disc.any():
+        return True
+    return float(np.mean(crop.hu[k_top][disc] > BONE_HU_1MM)) >= 0.5
 
 
 #: Half-height (mm) of the axial slab whose bone re-centres C2 left-right; at the body level,

@@ -156,25 +156,36 @@ MAX_RUN_SLOPE = 0.5
 MAX_CENTRE_JUMP_VOXELS = 4.0
 
 
-def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> list[DensRun]:
+def dens_runs(cues: list[SliceCue], max_gap: int = 3, min_length: int = 4) -> list[DensRun]:
     """Vertical runs of island slices (gaps up to ``max_gap`` slices) that stand upright
-    (drift below ``MAX_RUN_SLOPE``), best score first."""
-    runs: list[DensRun] = []
-    current: list[SliceCue] = []
-    last_k = -10**9
+    (drift below ``MAX_RUN_SLOPE``), best score first.
+
+    Several runs may be open at once: an island elsewhere on a slice (a piece of the C1 arch,
+    an osteophyte) starts its own run instead of breaking the dens column, and a slice joins
+    the open run whose recent centre it continues most closely."""
+    open_runs: list[list[SliceCue]] = []
+    closed: list[list[SliceCue]] = []
     for cue in cues:
         if not cue.island:
             continue
-        jump = (np.hypot(*(np.subtract(cue.centre_pl, current[-1].centre_pl))) if current
-                else 0.0)
-        if current and (cue.k - last_k > max_gap + 1 or jump > MAX_CENTRE_JUMP_VOXELS):
-            runs.append(_close(current))
-            current = []
-        current.append(cue)
-        last_k = cue.k
-    if current:
-        runs.append(_close(current))
-    runs = [r for r in runs if r.length >= min_length and run_slope(r) <= MAX_RUN_SLOPE]
+        still_open = []
+        for run in open_runs:
+            (closed if cue.k - run[-1].k > max_gap + 1 else still_open).append(run)
+        open_runs = still_open
+        best, best_jump = None, MAX_CENTRE_JUMP_VOXELS
+        for run in open_runs:
+            recent = np.mean([c.centre_pl for c in run[-3:]], axis=0)
+            jump = float(np.hypot(*(np.subtract(cue.centre_pl, recent))))
+            if jump <= best_jump:
+                best, best_jump = run, jump
+        if best is None:
+            open_runs.append([cue])
+        else:
+            best.append(cue)
+    runs = [_close(r) for r in closed + open_runs]
+    runs = [t for r in runs if r.length >= min_length
+            for t in [r if run_slope(r) <= MAX_RUN_SLOPE else _upright_part(r, min_length)]
+            if t is not None]
     # a dens sits inside the C1 ring: when some run shows the anterior arch or the lateral
     # masses on at least two slices, runs without either (clivus, skull-base bone) are dropped
     in_ring = [r for r in runs if _ring_slices(r) >= 2]
@@ -182,6 +193,25 @@ def dens_runs(cues: list[SliceCue], max_gap: int = 2, min_length: int = 4) -> li
         runs = in_ring
     runs.sort(key=lambda r: -r.score)
     return runs
+
+
+def _upright_part(run: DensRun, min_length: int) -> DensRun | None:
+    """The best-scoring stretch of a sloping run that stands upright, or None.
+
+    Bone of the skull base (the basion, the clivus) can touch the dens tip in the image and
+    extend its run forwards; the upright stretch below it is still the dens."""
+    best = None
+    cues = run.slices
+    for i in range(len(cues)):
+        for j in range(len(cues) - 1, i, -1):
+            if cues[j].k - cues[i].k + 1 < min_length:
+                break
+            part = _close(cues[i:j + 1])
+            if best is not None and part.score <= best.score:
+                continue
+            if run_slope(part) <= MAX_RUN_SLOPE:
+                best = part
+    return best
 
 
 def _ring_slices(run: DensRun) -> int:
