@@ -247,3 +247,44 @@ def test_predict_risk_rejects_bad_slices(model_dir):
     with pytest.raises(InputError):
         predict_risk(IsthmusSlices("middle", np.zeros((5, 64, 64), np.float32), []),
                      model_dir=model_dir, threads=1)
+
+
+def test_labels_reach_the_fine_grid_through_the_probabilities():
+    """5 mm round bars whose 1 mm 'probability' is their covered share: mapped onto a 0.4 mm
+    grid through the probabilities, the surface lands between the 1 mm voxels (Dice > 0.95
+    against the exact bars, area within 4 %), clearly better than nearest-neighbour labels."""
+    from c2net.geometry import canonical_reference, to_input_grid
+    from c2net.segment import LEFT, RIGHT, labels_on_input_grid
+
+    def bar_share(image, centre_x, radius=2.5, sub=5):
+        """Covered share of each voxel of ``image`` by a bar along z (supersampled)."""
+        sp = np.asarray(image.GetSpacing())
+        nx, ny, nz = image.GetSize()
+        o = np.asarray(image.GetOrigin())
+        off = (np.arange(sub) + 0.5) / sub - 0.5
+        x = o[0] + (np.arange(nx)[:, None] + off[None]).ravel() * sp[0]
+        y = o[1] + (np.arange(ny)[:, None] + off[None]).ravel() * sp[1]
+        inside = ((x[None, :] - centre_x) ** 2 + y[:, None] ** 2) <= radius ** 2
+        share = inside.reshape(ny, sub, nx, sub).mean(axis=(1, 3))
+        return np.repeat(share[None], nz, axis=0).astype(np.float32)
+
+    roi = canonical_reference(sitk.Image(1, 1, 1, sitk.sitkUInt8), 1.0,
+                              ((-16.0, -16.0, -4.0), (16.0, 16.0, 4.0)))
+    fine = sitk.Image([80, 80, 20], sitk.sitkUInt8)
+    fine.SetSpacing((0.4, 0.4, 0.4))
+    fine.SetOrigin((-15.8 + 0.17, -15.8 + 0.23, -3.8))
+    prob = np.zeros((roi.GetSize()[2], 3, roi.GetSize()[1], roi.GetSize()[0]), np.float32)
+    prob[:, LEFT] = bar_share(roi, 7.3)
+    prob[:, RIGHT] = bar_share(roi, -6.6)
+    prob[:, 0] = 1.0 - prob[:, LEFT] - prob[:, RIGHT]
+    clean = np.argmax(prob, axis=1).astype(np.uint8)
+    out = sitk.GetArrayFromImage(labels_on_input_grid(prob, clean, roi, fine))
+    near = sitk.GetImageFromArray(clean)
+    near.CopyInformation(roi)
+    nn = sitk.GetArrayFromImage(to_input_grid(near, fine, "nearest"))
+    for cls, x in ((LEFT, 7.3), (RIGHT, -6.6)):
+        truth = bar_share(fine, x, sub=1) > 0.5
+        d_soft = 2 * np.sum((out == cls) & truth) / (np.sum(out == cls) + truth.sum())
+        d_nn = 2 * np.sum((nn == cls) & truth) / (np.sum(nn == cls) + truth.sum())
+        assert d_soft > 0.95 and d_soft > d_nn + 0.05, (cls, d_soft, d_nn)
+        assert np.sum(out == cls) == pytest.approx(truth.sum(), rel=0.04)

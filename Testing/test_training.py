@@ -100,6 +100,64 @@ def test_seg_preprocessing_keeps_patient_sides(manifest, tmp_path):
         assert cols_left.min() > mid and cols_right.max() < mid   # column axis runs R -> L
         again = D.preprocess_seg_case(case, cache_dir=tmp_path)   # from the cache
         assert np.array_equal(again["target"], v["target"])
+        assert np.array_equal(again["fraction"], v["fraction"])
+
+
+def test_seg_targets_are_partial_volume_shares(manifest, tmp_path):
+    """The 1 mm targets carry the share of each voxel the pedicle covers: the bars' widths
+    (3.0 and 6.5 mm on a 0.9 mm grid) come back as summed shares, not as whole voxels."""
+    case = D.read_ct_manifest(manifest)[0]            # mpd left 3.0, right 6.5; bar 11 x 6 mm
+    v = D.preprocess_seg_case(case, cache_dir=tmp_path)
+    frac = v["fraction"].astype(float) / 255.0
+    # voxel count of each 0.9 x 0.9 x 1.2 mm label bar, in mm^3, against the summed 1 mm shares
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(case.labels)))
+    for side, value in ((0, 2), (1, 3)):
+        volume = (lab == value).sum() * 0.9 * 0.9 * 1.2
+        assert frac[side].sum() == pytest.approx(volume, rel=0.03)
+        assert 0 < np.mean((frac[side] > 0.02) & (frac[side] < 0.98)) # partial voxels exist
+    hard = D.hard_target(v["fraction"])
+    assert np.array_equal(hard, v["target"])
+    assert set(np.unique(hard)) == {0, 1, 2}
+    shares = D.soft_target(v["fraction"])
+    assert shares.shape == (3,) + v["target"].shape
+    assert np.allclose(shares.sum(axis=0), 1.0) and shares.min() >= 0.0
+    x, y = D.SegSampler([v], patch=32).sample(np.random.default_rng(0), 3)
+    assert x.shape == (3, 1, 32, 32) and y.shape == (3, 3, 32, 32)
+    assert np.allclose(y.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_soft_loss_equals_cross_entropy_on_whole_voxels():
+    from c2net.training.train import hard_labels, seg_loss, soft_dice_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, generator=g)
+    lab = torch.randint(0, 3, (2, 8, 8), generator=g)
+    onehot = torch.nn.functional.one_hot(lab, 3).permute(0, 3, 1, 2).float()
+    ce = torch.nn.functional.cross_entropy(logits, lab)
+    assert float(seg_loss(logits, onehot)) == pytest.approx(
+        float(ce + soft_dice_loss(logits, onehot)), rel=1e-6)
+    half = onehot * 0.4 + 0.2     # shares (0.2 / 0.6) -> only > 0.5 counts as that side
+    assert np.array_equal(hard_labels(half.numpy()), np.where(lab.numpy() == 0, 0, lab.numpy()))
+
+
+def test_warm_start_continues_from_a_checkpoint(manifest, tmp_path):
+    from c2net.errors import InputError
+
+    train_seg(manifest, tmp_path / "a", _cfg(tmp_path))
+    ck = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+    # lr 0: the warm-started run keeps the earlier weights and normalisation exactly
+    s = train_seg(manifest, tmp_path / "b", _cfg(tmp_path, lr=0.0, widths=None,
+                                                 init_from=str(tmp_path / "a" / "best.pt")))
+    ck2 = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+    assert all(torch.equal(ck["state_dict"][k], ck2["state_dict"][k]) for k in ck["state_dict"])
+    assert ck2["normalisation"] == ck["normalisation"] and ck2["arch"] == ck["arch"]
+    assert ck2["warm_start"]["checkpoint"].endswith("best.pt") and s["epochs_run"] == 1
+    with pytest.raises(InputError, match="architecture"):
+        train_seg(manifest, tmp_path / "c", _cfg(tmp_path, widths=(4, 4, 8, 8, 16),
+                                                 init_from=str(tmp_path / "a" / "best.pt")))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="warm-start"):
+        train_seg(manifest, tmp_path / "d", _cfg(tmp_path, init_from=str(tmp_path / "junk.pt")))
 
 
 def test_training_is_deterministic_and_writes_its_outputs(manifest, tmp_path):

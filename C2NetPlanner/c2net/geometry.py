@@ -162,6 +162,32 @@ def index_box(image: sitk.Image, lo_lps, hi_lps, margin: int = 0
     return i0, i1
 
 
+def input_region(image: sitk.Image, input_image: sitk.Image, margin: int = 2
+                 ) -> tuple[sitk.Image, np.ndarray, np.ndarray]:
+    """The part of ``input_image``'s grid under ``image``'s physical box (+``margin`` voxels).
+
+    Returns ``(region, i0, i1)``: an empty image with the input's spacing and direction whose
+    voxels are the input's voxels ``i0 <= ijk < i1`` (i, j, k order), so a map resampled onto
+    ``region`` can be pasted into an input-sized array with :func:`paste_region`.
+    """
+    i0, i1 = index_box(input_image, *physical_bounds(image), margin=margin)
+    region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
+    region.SetSpacing(input_image.GetSpacing())
+    region.SetDirection(input_image.GetDirection())
+    region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
+    return region, i0, i1
+
+
+def paste_region(sub_kji: np.ndarray, i0: np.ndarray, i1: np.ndarray, input_image: sitk.Image,
+                 default_value: float = 0.0) -> sitk.Image:
+    """An image on ``input_image``'s grid: ``sub_kji`` at voxels i0..i1, ``default_value`` elsewhere."""
+    size = np.asarray(input_image.GetSize())
+    full = np.full(tuple(int(v) for v in size[::-1]), default_value, dtype=sub_kji.dtype)
+    if np.all(i1 - i0 >= 1):         # else no overlap: all default
+        full[i0[2]:i1[2], i0[1]:i1[1], i0[0]:i1[0]] = sub_kji
+    return copy_geometry(full, input_image)
+
+
 def to_input_grid(
     image: sitk.Image, input_image: sitk.Image, interpolator: str = "linear",
     default_value: float = 0.0,
@@ -171,20 +197,12 @@ def to_input_grid(
     Only the input voxels under ``image``'s physical box (+2 voxels) are resampled; the rest
     is ``default_value``. (A 512 x 512 x 300 scan is 80 M voxels; the crop is a few 100 k.)
     """
-    size = np.asarray(input_image.GetSize())
-    i0, i1 = index_box(input_image, *physical_bounds(image), margin=2)
-    if np.all(i0 == 0) and np.all(i1 == size):
+    region, i0, i1 = input_region(image, input_image)
+    if np.all(i0 == 0) and np.all(i1 == np.asarray(input_image.GetSize())):
         return resample_like(image, input_image, interpolator, default_value=default_value)
-    region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
-    region.SetSpacing(input_image.GetSpacing())
-    region.SetDirection(input_image.GetDirection())
-    region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
     sub = sitk.GetArrayFromImage(resample_like(image, region, interpolator,
                                                default_value=default_value))
-    full = np.full(tuple(int(v) for v in size[::-1]), default_value, dtype=sub.dtype)
-    if np.all(i1 - i0 >= 1):         # else no overlap: all default
-        full[i0[2]:i1[2], i0[1]:i1[1], i0[0]:i1[0]] = sub
-    return copy_geometry(full, input_image)
+    return paste_region(sub, i0, i1, input_image, default_value)
 
 
 def array_lps(image: sitk.Image) -> np.ndarray:

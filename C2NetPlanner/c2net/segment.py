@@ -5,10 +5,17 @@ Steps (:func:`segment_pedicles`):
 1. Crop a canonical 1 mm ROI around the C2 centre (size from the model metadata, 96 x 96 mm
    in-plane x 48 mm by default; air, -1024 HU, outside the scan).
 2. Window W2000/L800, standardise with the model's training mean/std, three identical channels.
-3. Run the U-Net on every axial slice of the ROI (batches of 4 slices).
-4. Per side keep the largest 3D connected component whose centroid lies on that side of the
-   ROI's midline (patient left = +x in LPS) and that is at least ``min_voxels`` mm^3.
-5. Map the labels back onto the input CT's own grid (nearest neighbour).
+3. Run the U-Net on every axial slice of the ROI (batches of 4 slices): softmax
+   probabilities of background / left / right.
+4. Per side keep the largest 3D connected component of the 1 mm argmax whose centroid lies on
+   that side of the ROI's midline (patient left = +x in LPS) and that is at least
+   ``min_voxels`` mm^3.
+5. Map back onto the input CT's own grid **through the probabilities**: each side's
+   probability, kept on its component and the 26 neighbours, is interpolated linearly onto
+   the CT's voxels and thresholded at :data:`SURFACE_PROBABILITY`. The network is trained on the share of each 1 mm voxel the
+   pedicle covers (:func:`c2net.training.data.preprocess_seg_case`), so the surface lands
+   between 1 mm voxels instead of on their staircase (nearest-neighbour labels alone cap the
+   Dice on a 0.5 mm CT near 0.93).
 
 Result: a uint8 ``sitk.Image`` with the CT's geometry: 0 background, 1 C2 pedicle left,
 2 C2 pedicle right (patient sides; the network's classes are trained on patient-left/right
@@ -24,13 +31,18 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError, SegmentationError
-from .geometry import AIR_HU, canonical_crop, to_input_grid
+from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
 
 LEFT, RIGHT = 1, 2
 DEFAULT_ROI_MM = (96, 96, 48)
 MIN_PEDICLE_VOXELS = 15   # mm^3 at 1 mm; a C2 pedicle is several hundred
+#: Probability at which the interpolated pedicle surface is drawn on the CT's grid. The
+#: 1 mm covered-share map of a round 3-8 mm pedicle, linearly interpolated, crosses 0.5
+#: slightly inside the true surface (the box-averaged profile is rounded at the rim): 0.45
+#: keeps the area within about 2 % on average over sub-voxel positions for radii 1.5-4 mm.
+SURFACE_PROBABILITY = 0.45
 BATCH = 4
 
 
@@ -51,18 +63,25 @@ def standardise_slices(hu_szyx: np.ndarray, model: OnnxModel) -> np.ndarray:
     return np.repeat(x[:, None], 3, axis=1).astype(np.float32)
 
 
-def predict_roi(hu_szyx: np.ndarray, model: OnnxModel,
-                progress: ProgressCallback = null_progress) -> np.ndarray:
-    """Per-slice U-Net argmax labels (S, H, W) uint8 of a canonical ROI array."""
+def predict_probabilities(hu_szyx: np.ndarray, model: OnnxModel,
+                          progress: ProgressCallback = null_progress) -> np.ndarray:
+    """Per-slice U-Net softmax (S, 3, H, W) float32 of a canonical ROI array."""
     x = standardise_slices(hu_szyx, model)
-    out = np.zeros(hu_szyx.shape, np.uint8)
+    out = np.zeros((x.shape[0], 3) + x.shape[2:], np.float32)
     name = model.session.get_inputs()[0].name
     n = x.shape[0]
     for i in range(0, n, BATCH):
-        logits = model.session.run(None, {name: x[i:i + BATCH]})[0]
-        out[i:i + BATCH] = np.argmax(logits, axis=1).astype(np.uint8)
+        logits = model.session.run(None, {name: x[i:i + BATCH]})[0].astype(np.float32)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out[i:i + BATCH] = e / e.sum(axis=1, keepdims=True)
         progress("segment", min(1.0, (i + BATCH) / n), f"slice {min(i + BATCH, n)}/{n}")
     return out
+
+
+def predict_roi(hu_szyx: np.ndarray, model: OnnxModel,
+                progress: ProgressCallback = null_progress) -> np.ndarray:
+    """Per-slice U-Net argmax labels (S, H, W) uint8 of a canonical ROI array."""
+    return np.argmax(predict_probabilities(hu_szyx, model, progress), axis=1).astype(np.uint8)
 
 
 def keep_plausible_components(labels: np.ndarray, min_voxels: int = MIN_PEDICLE_VOXELS
@@ -116,16 +135,43 @@ def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     if float(np.mean(hu <= AIR_HU + 1)) > 0.9:
         raise SegmentationError("the C2 region lies (almost) entirely outside the scan",
                                 "Check the C2 location (seed point) and the field of view.")
-    raw = predict_roi(hu, model, progress)
-    clean = keep_plausible_components(raw)
+    prob = predict_probabilities(hu, model, progress)
+    clean = keep_plausible_components(np.argmax(prob, axis=1).astype(np.uint8))
     if not clean.any():
         raise SegmentationError(
             "the network found no plausible C2 pedicle on either side",
             "Check that the C2 centre is right (give a seed point) and that the scan is a "
             "bone-window-capable CT of the cervical spine; or segment the pedicles manually "
             "and run 'c2net measure' on the mask.")
-    lab = sitk.GetImageFromArray(clean.astype(np.uint8))
-    lab.CopyInformation(roi)
-    out = to_input_grid(lab, ct, interpolator="nearest", default_value=0)
+    out = labels_on_input_grid(prob, clean, roi, ct)
     progress("segment", 1.0, "pedicles segmented")
     return out
+
+
+def labels_on_input_grid(prob: np.ndarray, clean: np.ndarray, roi: sitk.Image,
+                         ct: sitk.Image, threshold: float = SURFACE_PROBABILITY) -> sitk.Image:
+    """Left/right labels on ``ct``'s grid from the 1 mm softmax ``prob`` (S, 3, H, W) on ``roi``.
+
+    Each side's probability, zeroed beyond the 26 neighbours of its kept component ``clean``, is
+    interpolated linearly onto the CT voxels under the ROI; a voxel takes the side whose
+    probability exceeds ``threshold`` (and the other side's). Per side the largest connected
+    piece is kept.
+    """
+    cube = np.ones((3, 3, 3), bool)      # the 26 neighbours: edge voxels touch diagonally too
+    region, i0, i1 = input_region(roi, ct)
+    sides = []
+    for cls in (LEFT, RIGHT):
+        near = ndimage.binary_dilation(clean == cls, structure=cube)
+        p = sitk.GetImageFromArray(np.where(near, prob[:, cls], 0.0).astype(np.float32))
+        p.CopyInformation(roi)
+        sides.append(sitk.GetArrayFromImage(resample_like(p, region, "linear", default_value=0.0)))
+    left, right = sides
+    labels = np.zeros(left.shape, np.uint8)
+    labels[(left > threshold) & (left >= right)] = LEFT
+    labels[(right > threshold) & (right > left)] = RIGHT
+    for cls in (LEFT, RIGHT):
+        comp, n = ndimage.label(labels == cls)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            labels[(comp > 0) & (comp != 1 + int(np.argmax(sizes)))] = 0
+    return paste_region(labels, i0, i1, ct, 0)

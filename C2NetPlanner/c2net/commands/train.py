@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-measure", action="store_true",
                         help="cls: crop the isthmus slices at the truth's isthmus centre "
                              "instead of running c2net.measure")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="BEST_PT",
+                        help="seg: start from the weights (and normalisation) of an earlier "
+                             "run's best.pt instead of random weights (fine-tuning)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         fc=tuple(args.fc) if args.fc else None, patch=args.patch, val_slices=args.val_slices,
         threads=args.threads, device=args.device,
         cache_dir=str(args.cache_dir or (args.out / "cache")), cutoff_mm=args.cutoff_mm,
-        use_measure=not args.no_measure, quiet=args.quiet)
+        use_measure=not args.no_measure, quiet=args.quiet,
+        init_from=str(args.init_from) if args.init_from else None)
     fn = train_seg if args.network == "seg" else train_cls
     splits = range(args.repeats) if args.all_splits else [args.split]
     summaries = []

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,7 @@ class TrainConfig:
     cache_dir: Optional[str] = None
     cutoff_mm: float = D.HIGH_RISK_CUTOFF_MM
     use_measure: bool = True
+    init_from: Optional[str] = None           # warm start: best.pt of an earlier run
     quiet: bool = False
     extra: Dict = field(default_factory=dict)
 
@@ -216,21 +218,61 @@ def _config_dict(cfg: TrainConfig) -> dict:
     return d
 
 
+def _read_checkpoint(path: str, kind: str) -> dict:
+    """An earlier run's ``best.pt`` of ``kind``, for a warm start (clear error otherwise)."""
+    from ..errors import InputError
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise InputError(f"cannot read the warm-start checkpoint {path}: {exc}",
+                         "Give the best.pt written by an earlier 'c2net train' run.") from exc
+    if not isinstance(ck, dict) or ck.get("kind") != kind or "state_dict" not in ck:
+        raise InputError(f"{path} is not a {kind} checkpoint of 'c2net train'",
+                         "Give the best.pt written by an earlier 'c2net train' run of this network.")
+    return ck
+
+
+def _load_weights(net: torch.nn.Module, ck: dict, path: str) -> None:
+    from ..errors import InputError
+
+    try:
+        net.load_state_dict(ck["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"{path} has another architecture than this run ({exc})",
+                         "Leave --widths out (the checkpoint's are used) or give the same.") from exc
+
+
 # --------------------------------------------------------------------------- segmentation
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int] = (1, 2)
                    ) -> torch.Tensor:
+    """Mean soft Dice loss of ``classes``; ``target`` is (B, C, H, W) class shares."""
     p = torch.softmax(logits, dim=1)
     losses = []
     for c in classes:
-        pc, tc = p[:, c], (target == c).to(p.dtype)
+        pc, tc = p[:, c], target[:, c]
         inter = (pc * tc).sum()
         losses.append(1.0 - (2 * inter + 1.0) / (pc.sum() + tc.sum() + 1.0))
     return torch.stack(losses).mean()
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy + soft Dice of the two pedicle classes."""
-    return F.cross_entropy(logits, target) + soft_dice_loss(logits, target)
+    """Cross-entropy against the pixels' class shares + soft Dice of the two pedicle classes.
+
+    ``target`` is (B, 3, H, W): the share of each pixel covered by background / left / right
+    pedicle (partial volume, see :func:`c2net.training.data.soft_target`), so the softmax
+    learns the covered share and the surface can be placed between 1 mm pixels.
+    """
+    ce = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return ce + soft_dice_loss(logits, target)
+
+
+def hard_labels(target: np.ndarray) -> np.ndarray:
+    """(B, 3, H, W) class shares -> (B, H, W) labels: a pedicle where it covers over half."""
+    lab = np.zeros(target.shape[:1] + target.shape[2:], np.uint8)
+    lab[target[:, 1] > 0.5] = 1
+    lab[target[:, 2] > 0.5] = 2
+    return lab
 
 
 def dice_per_class(pred: np.ndarray, target: np.ndarray, classes: Sequence[int] = (1, 2)
@@ -254,6 +296,7 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
         raise InputError("the segmentation network needs a CT manifest (ct, labels, truth)",
                          "The paper's slice form only trains the classifier.")
     cases = D.read_ct_manifest(manifest)
+    init = _read_checkpoint(cfg.init_from, "segmentation") if cfg.init_from else None
     pids = [c.patient_id for c in cases]
     split = patient_splits(pids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
     tr, va = split_indices(pids, split)
@@ -266,9 +309,13 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     mean, std = D.mean_std([D.window_unit(vols[i]["hu"][m:-m, m:-m, m:-m]) for i in tr])
     sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch)
     xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
-    widths = tuple(cfg.widths or UNET_PAPER_WIDTHS)
+    widths = tuple(cfg.widths or (init["arch"]["widths"] if init else UNET_PAPER_WIDTHS))
     arch = {"in_channels": 3, "n_classes": 3, "widths": list(widths)}
-    net = UNet2D(**arch).to(device)
+    net = UNet2D(**arch)
+    if init:
+        _load_weights(net, init, cfg.init_from)
+        mean, std = init["normalisation"]["mean"], init["normalisation"]["std"]
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.steps_per_epoch or int(math.ceil(8 * len(tr) / cfg.batch_size))
 
@@ -290,10 +337,13 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             lg = net(xt)
             tot += float(seg_loss(lg, yt).item()) * len(xt)
             preds.append(lg.argmax(1).cpu().numpy())
-        dl, dr = dice_per_class(np.concatenate(preds), yv)
+        dl, dr = dice_per_class(np.concatenate(preds), hard_labels(yv))
         return tot / len(xv), {"val_dice_left": dl, "val_dice_right": dr}
 
     statement = _data_statement(manifest, len(cases), len(tr), len(va))
+    init_info = None if not cfg.init_from else {
+        "checkpoint": str(cfg.init_from), "epoch": init.get("epoch"),
+        "config": init.get("config"), "warm_start": init.get("warm_start")}
 
     def make_checkpoint():
         return {
@@ -304,6 +354,7 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             "roi_mm": list(D.SEG_ROI_MM), "classes": SEG_CLASSES, "config": _config_dict(cfg),
             "split": {"index": cfg.split, "train": split[0], "val": split[1]},
             "training_data": statement, "c2net_version": __version__,
+            "warm_start": init_info,
         }
 
     summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
