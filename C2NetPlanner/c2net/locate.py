@@ -237,6 +237,7 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
     if not runs:
         raise _no_dens_error(crop, track_pts, scan_lo, scan_hi)
     run = runs[0]
+    _check_cut_column_above(crop, run, runs)
     return _c2_from_dens(crop, run, runs, centre_p, centre_l, evidence, progress)
 
 
@@ -297,13 +298,14 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
     sp = crop.spacing_mm
     valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
     k_top, k_bottom = int(valid_k[-1]), int(valid_k[0])
-    if run.k_hi >= k_top - 1 and _dens_cut_at_top(crop, run, k_top):
+    k_end = _column_top(crop, run, k_top)
+    if k_end >= k_top - 1 and _dens_cut_at_top(crop, run, k_top):
         raise LocalisationError(
             "C2 is not fully in the field of view: the dens reaches the top of the scan.",
             "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
     upper = run.slices[-min(len(run.slices), 4):]
     tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
-    tip_idx = np.array([min(run.k_hi + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])
+    tip_idx = np.array([min(k_end + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])
     axis = _run_axis(run)
     # posterior direction perpendicular to the axis
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
@@ -350,21 +352,65 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
                       evidence=evidence, warnings=warnings)
 
 
+def _check_cut_column_above(crop: Crop, run: DensRun, runs: list[DensRun]) -> None:
+    """Refuse when the chosen run does not end like a dens tip and a dens-like column above it
+    runs into the scan's top cut.
+
+    The dens is C2's highest part: above its tip there is soft tissue. When the scan ends inside
+    the dens, bone left below the cut can still hold a dens-like run lower down (the back of a
+    body whose cancellous core is faint), but bone goes on above that run, and the truncated
+    column above it is the real dens: C2 is not complete."""
+    sp = crop.spacing_mm
+    k_top = int(np.nonzero(crop.valid.any(axis=(1, 2)))[0][-1])
+    above = [k for k in range(run.k_hi + int(round(2 / sp)), run.k_hi + int(round(4 / sp)) + 1)
+             if k <= k_top]
+    if above and np.mean([_dens_disc_bone(crop, run, k) for k in above]) < 0.2:
+        return  # the column ends: a tip
+    for other in runs:
+        if (other is not run and other.k_lo > run.k_hi and len(other.slices) >= 3
+                and other.k_hi >= k_top - 1 and _dens_cut_at_top(crop, other, k_top)):
+            raise LocalisationError(
+                "C2 is not fully in the field of view: a bone column in front of the canal "
+                "(the dens) runs into the top of the scan.",
+                "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
+
+
+#: How far (mm) the dens column may go on above its last isolated slice: where the tip
+#: touches the C1 arch or the skull base in the image (thick slices, a narrow joint space), the
+#: upper dens is no island, but the bone of the column is still there.
+MAX_TIP_EXTENSION_MM = 10.0
+
+
+def _column_top(crop: Crop, run: DensRun, k_top: int) -> int:
+    """The last slice, at or above the run's top, whose dens disc is still mostly bone."""
+    k_end = run.k_hi
+    for k in range(run.k_hi + 1, min(k_top, run.k_hi + int(MAX_TIP_EXTENSION_MM / crop.spacing_mm)) + 1):
+        if _dens_disc_bone(crop, run, k) < 0.5:
+            break
+        k_end = k
+    return k_end
+
+
+def _dens_disc_bone(crop: Crop, run: DensRun, k: int) -> float:
+    """Fraction of bone (1 mm threshold) on slice ``k`` within a disc of the dens's width
+    around the centre of the run's top slices."""
+    upper = run.slices[-min(len(run.slices), 3):]
+    p, lat = np.mean([c.centre_pl for c in upper], axis=0)
+    radius = max(1.5, 0.5 * float(np.median([c.width_mm for c in run.slices])) / crop.spacing_mm)
+    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
+    disc = (pp - p) ** 2 + (ll - lat) ** 2 <= radius ** 2
+    if not disc.any():
+        return 1.0
+    return float(np.mean(crop.hu[k][disc] > BONE_HU_1MM))
+
+
 def _dens_cut_at_top(crop: Crop, run: DensRun, k_top: int) -> bool:
     """Whether the dens column still fills the scan's top slice (its tip is cut off).
 
     A dens that ends a millimetre or two below the top leaves at most a sliver of bone there;
     a cut one shows a full cross-section: bone over at least half of a disc of the dens's
     width around its centre."""
-    sp = crop.spacing_mm
-    upper = run.slices[-min(len(run.slices), 3):]
-    p, lat = np.mean([c.centre_pl for c in upper], axis=0)
-    radius = max(1.5, 0.5 * float(np.median([c.width_mm for c in run.slices])) / sp)
-    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
-    disc = (pp - p) ** 2 + (ll - lat) ** 2 <= radius ** 2
-    if not disc.any():
-        return True
-    return float(np.mean(crop.hu[k_top][disc] > BONE_HU_1MM)) >= 0.5
+    return _dens_disc_bone(crop, run, k_top) >= 0.5
 
 
 #: Half-height (mm) of the axial slab whose bone re-centres C2 left-right; at the body level,
@@ -430,8 +476,9 @@ def _c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int
         # C2's inferior articular and spinous processes reach ~10 mm below the disc
         return height, True, len(profile) * sp < height + BELOW_DISC_MM
     if len(profile) * sp < C2_HEIGHT_RANGE_MM[1]:
-        # scan ended before the disc could be seen: cut unless the body clearly continues
-        return 0.0, False, len(profile) * sp < 38.0
+        # the scan ended before any disc was seen: the body runs into the scan's lower edge,
+        # and C2's inferior processes reach below the disc, so C2 is cut
+        return 0.0, False, True
     return 0.0, False, False
 
 
