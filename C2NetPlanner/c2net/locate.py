@@ -11,13 +11,22 @@ Method (automatic; all work in the canonical LPS frame, so any input orientation
    coherent chain of soft-tissue holes enclosed by bone (:mod:`c2net.locate_canal`).
 3. Resample a 1 mm crop around the upper canal from the input and look, slice by slice, for
    the dens: a small round bone island in front of the canal with the anterior arch of C1 in
-   front of it and the lateral masses beside it, standing upright for several millimetres
-   (:mod:`c2net.locate_dens`). Its top is the dens tip.
-4. Follow the anterior column down from the tip to the C2/C3 disc. C2's centroid lies on the
-   body's level, about 28 mm below the tip and 11 mm behind the dens axis (adult morphometry:
-   C2 is ~40 mm tall from tip to inferior endplate; the posterior arch pulls the centroid back).
-5. Refuse when the dens tip or the body is cut by the field of view; refuse thick slices
-   (> 3 mm) once C2 is found.
+   front of it and the lateral masses beside it (:mod:`c2net.locate_dens`). Island slices are
+   chained into upright runs; several runs may be open at once, so a stray island on one slice
+   does not break the dens column, and a run whose top leans forwards onto skull-base bone (the
+   basion touching the tip) keeps its upright part. The best-scoring run is the dens.
+4. The tip: where the dens touches the C1 arch or the skull base in the image (thin joint
+   spaces, thick slices) its upper part is no island, so the tip is the top of the bone column
+   above the run (at most 10 mm higher), plus 1.5 mm.
+5. Follow the anterior column down from the tip to the C2/C3 disc. C2's centroid lies on the
+   body's level, about 27 mm below the tip and 11.5 mm behind the dens axis (adult morphometry:
+   C2 is ~40 mm tall from tip to inferior endplate; the posterior arch pulls the centroid back);
+   it is then re-centred left-right on the bone of an axial slab at that level.
+6. Refuse when C2 is cut by the field of view: the dens column fills the scan's top slice;
+   the chosen run does not end like a tip (bone goes on above it) while a dens-like column
+   above it runs into the top cut (the scan ends inside the dens); no C2/C3 disc is seen before
+   the scan's lower edge, or the scan ends less than 10 mm below it (C2's inferior processes);
+   bone at C2's level touches a side of the scan. Refuse thick slices (> 3 mm) once C2 is found.
 
 Overrides beat the automatic search: a vertebra label map (its C2 voxels give everything
 exactly) or a seed point on C2 (the automatic search is then confined around the seed, and

@@ -5,7 +5,9 @@ canal is examined. At the level of the C1 ring that bone is the dens: a small, r
 island (5-14 mm wide) with the anterior arch of C1 in front of it and the lateral masses of C1
 on both sides, separated from it by joint spaces. At every other level the bone in front of
 the canal is a vertebral body (wider, joined to its pedicles), the basion/clivus (no arch in
-front, no masses beside) or nothing. The dens is the longest vertical run of dens-like slices.
+front, no masses beside) or nothing. The dens is the best-scoring upright run of dens-like
+slices (island slices chained by centre continuity, several runs open at once, so a stray
+island on one slice does not break the column).
 """
 
 from __future__ import annotations

@@ -153,17 +153,27 @@ def labels_on_input_grid(prob: np.ndarray, clean: np.ndarray, roi: sitk.Image,
     """Left/right labels on ``ct``'s grid from the 1 mm softmax ``prob`` (S, 3, H, W) on ``roi``.
 
     Each side's probability, zeroed beyond the 26 neighbours of its kept component ``clean``, is
-    interpolated linearly onto the CT voxels under the ROI; a voxel takes the side whose
+    interpolated linearly onto the CT voxels around the pedicles; a voxel takes the side whose
     probability exceeds ``threshold`` (and the other side's). Per side the largest connected
     piece is kept.
     """
+    if not clean.any():
+        return paste_region(np.zeros((1, 1, 1), np.uint8), np.zeros(3, int), np.zeros(3, int), ct)
     cube = np.ones((3, 3, 3), bool)      # the 26 neighbours: edge voxels touch diagonally too
-    region, i0, i1 = input_region(roi, ct)
+    near = [ndimage.binary_dilation(clean == cls, structure=cube) for cls in (LEFT, RIGHT)]
+    # only the box around both pedicles (+1 voxel) is interpolated onto the CT's grid
+    box = ndimage.find_objects((near[0] | near[1]).astype(np.uint8))[0]
+    box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n))
+                for b, n in zip(box, clean.shape))
+    sub = sitk.GetImageFromArray(np.zeros([b.stop - b.start for b in box], np.float32))
+    sub.SetSpacing(roi.GetSpacing())
+    sub.SetDirection(roi.GetDirection())
+    sub.SetOrigin(roi.TransformIndexToPhysicalPoint([b.start for b in box[::-1]]))
+    region, i0, i1 = input_region(sub, ct)
     sides = []
-    for cls in (LEFT, RIGHT):
-        near = ndimage.binary_dilation(clean == cls, structure=cube)
-        p = sitk.GetImageFromArray(np.where(near, prob[:, cls], 0.0).astype(np.float32))
-        p.CopyInformation(roi)
+    for cls, nb in zip((LEFT, RIGHT), near):
+        p = sitk.GetImageFromArray(np.where(nb, prob[:, cls], 0.0)[box].astype(np.float32))
+        p.CopyInformation(sub)
         sides.append(sitk.GetArrayFromImage(resample_like(p, region, "linear", default_value=0.0)))
     left, right = sides
     labels = np.zeros(left.shape, np.uint8)
