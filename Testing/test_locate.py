@@ -66,6 +66,16 @@ def test_c2_cut_by_the_field_of_view_is_refused():
         assert exc.value.code in ("c2_partly_in_fov", "c2_not_in_fov")
 
 
+def test_dens_cut_by_the_scan_top_is_not_replaced_by_a_lower_run():
+    """Scans ending inside the dens: bone below the cut held dens-like runs one level down
+    (found at 14-36 mm from C2's centre before); the truncated column above them is the dens."""
+    for seed in (30001, 30009, 30019, 30027):
+        ph = make_phantom(seed, fov="c2_cut")
+        with pytest.raises(LocalisationError) as exc:
+            locate_c2(ph.ct)
+        assert exc.value.code in ("c2_partly_in_fov", "c2_not_in_fov", "c2_not_found")
+
+
 def test_scan_above_c2_is_refused(phantom):
     """Keep only what lies above the dens tip (a head scan whose lowest slice is C1)."""
     ct = phantom.ct

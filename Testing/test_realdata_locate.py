@@ -63,6 +63,10 @@ def render_dir(tmp_path_factory):
 #: C2 centre by hand (LPS mm) on the Visible Human Male: the body/pedicle level, on the canal's
 #: midline (x ~ 250.5); the dens tip is at z ~ 1105, the C2/C3 disc at z ~ 1069.
 VHM_C2_BY_HAND = np.array([250.5, 258.0, 1080.0])
+#: CThead landmarks read by hand on sagittal/coronal views (LPS z, mm): the top of the dens
+#: peg between the C1 lateral masses and the C2/C3 disc. C2's centre lies between them, on
+#: the body's level.
+CTHEAD_DENS_TIP_Z, CTHEAD_C2_C3_DISC_Z = -147.0, -183.0
 
 
 @pytest.mark.parametrize("name", ["vhm_head_dicom.tgz", "cthead_approxHU.nii.gz"])
@@ -82,6 +86,11 @@ def test_real_c2_found(name, render_dir):
         centre = np.asarray(loc.center_lps_mm)
         assert abs(centre[2] - VHM_C2_BY_HAND[2]) < 5.0, centre
         assert np.linalg.norm(centre - VHM_C2_BY_HAND) < 6.0, centre
+    else:
+        # its dens tip is fused with the C1 arch at 2 mm slices: the tip must still be the
+        # peg's top, or the centre drops onto the C2/C3 disc
+        assert abs(loc.dens_tip_lps_mm[2] - CTHEAD_DENS_TIP_Z) < 4.0, loc.dens_tip_lps_mm
+        assert CTHEAD_C2_C3_DISC_Z + 5.0 < loc.center_lps_mm[2] < CTHEAD_DENS_TIP_Z - 15.0
 
 
 def test_cranium_refused():
