@@ -1,11 +1,13 @@
 """Benchmark the C2 localiser: accuracy on a phantom cohort and speed on a 512x512x300 scan.
 
-    python benchmarks/bench_locate.py [--n 200] [--first-seed 1000]
+    python benchmarks/bench_locate.py [--n 200] [--first-seed 1000] [--n-cut 40]
 
 Phantoms use random fields of view (c1_c4, c1_c7, skull_c5, full_neck, c2_edge) and random
 orientations (``make_phantom(seed, fov="random")``). A case counts as correct when C2 is
 complete in the field of view and the centre is within 5 mm of the truth, or when C2 is cut
-and the localiser refuses. Prints a table per field of view. Research use only - not a
+and the localiser refuses. ``--n-cut`` adds phantoms whose field of view cuts C2 at the top or
+the bottom (``fov="c2_cut"``, seeds from ``--first-seed + 10000``; the random cohort never
+cuts C2), which must all be refused. Prints a table per field of view. Research use only - not a
 medical device.
 """
 
@@ -22,11 +24,13 @@ from c2net.locate import locate_c2
 from c2net.phantom import make_phantom
 
 
-def cohort(n: int, first_seed: int) -> None:
+def cohort(n: int, first_seed: int, n_cut: int = 0) -> None:
     rows = defaultdict(lambda: {"n": 0, "ok": 0, "refused": 0, "err": []})
     times = []
-    for seed in range(first_seed, first_seed + n):
-        ph = make_phantom(seed, fov="random")
+    cases = [(seed, "random") for seed in range(first_seed, first_seed + n)]
+    cases += [(seed, "c2_cut") for seed in range(first_seed + 10000, first_seed + 10000 + n_cut)]
+    for seed, fov_mode in cases:
+        ph = make_phantom(seed, fov=fov_mode)
         fov = ph.truth["fov"] if isinstance(ph.truth["fov"], str) else ph.truth["fov"].get("mode")
         complete = bool(ph.truth["c2_complete_in_fov"])
         row = rows[f"{fov} ({'complete' if complete else 'cut'})"]
@@ -75,8 +79,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--first-seed", type=int, default=1000)
+    ap.add_argument("--n-cut", type=int, default=0, help="c2_cut phantoms (must be refused)")
     ap.add_argument("--skip-speed", action="store_true")
     a = ap.parse_args()
     if not a.skip_speed:
         speed()
-    cohort(a.n, a.first_seed)
+    cohort(a.n, a.first_seed, a.n_cut)
