@@ -48,9 +48,9 @@ def cohort(n: int, first_seed: int, n_cut: int = 0) -> None:
     print(f"{'field of view':28s} {'n':>4s} {'correct':>8s} {'refused':>8s} {'median err':>11s} {'p95 err':>8s}")
     total = correct = 0
     for name, r in sorted(rows.items()):
-        e = np.asarray(r["err"]) if r["err"] else np.asarray([np.nan])
-        print(f"{name:28s} {r['n']:4d} {r['ok']:8d} {r['refused']:8d} {np.nanmedian(e):11.1f} "
-              f"{np.nanpercentile(e, 95):8.1f}")
+        e = np.asarray(r["err"])
+        med, p95 = (np.median(e), np.percentile(e, 95)) if len(e) else (np.nan, np.nan)
+        print(f"{name:28s} {r['n']:4d} {r['ok']:8d} {r['refused']:8d} {med:11.1f} {p95:8.1f}")
         total += r["n"]
         correct += r["ok"]
     print(f"{'all':28s} {total:4d} {correct:8d}   ({100.0 * correct / max(total, 1):.1f} % correct)")
