@@ -68,8 +68,9 @@ def test_c2_cut_by_the_field_of_view_is_refused():
 
 def test_dens_cut_by_the_scan_top_is_not_replaced_by_a_lower_run():
     """Scans ending inside the dens: bone below the cut held dens-like runs one level down
-    (found at 14-36 mm from C2's centre before); the truncated column above them is the dens."""
-    for seed in (30001, 30009, 30019, 30027):
+    (found at 14-48 mm from C2's centre before); the truncated column above them is the dens,
+    and two island slices with no C1 around them are no dens (31006)."""
+    for seed in (30001, 30009, 30019, 30027, 31006):
         ph = make_phantom(seed, fov="c2_cut")
         with pytest.raises(LocalisationError) as exc:
             locate_c2(ph.ct)

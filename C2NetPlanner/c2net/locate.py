@@ -243,10 +243,12 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
                   "bottom_lps_mm": [round(float(v), 1) for v in track_pts[0]]},
         "dens_candidates": len(runs),
     }
+    candidates = runs
+    runs = [r for r in runs if r.score >= MIN_DENS_SCORE]
     if not runs:
         raise _no_dens_error(crop, track_pts, scan_lo, scan_hi)
     run = runs[0]
-    _check_cut_column_above(crop, run, runs)
+    _check_cut_column_above(crop, run, candidates)
     return _c2_from_dens(crop, run, runs, centre_p, centre_l, evidence, progress)
 
 
@@ -308,7 +310,7 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
     valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
     k_top, k_bottom = int(valid_k[-1]), int(valid_k[0])
     k_end = _column_top(crop, run, k_top)
-    if k_end >= k_top - 1 and _dens_cut_at_top(crop, run, k_top):
+    if k_end >= k_top - 2 and _dens_cut_at_top(crop, run, k_top):
         raise LocalisationError(
             "C2 is not fully in the field of view: the dens reaches the top of the scan.",
             "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
@@ -384,6 +386,10 @@ def _check_cut_column_above(crop: Crop, run: DensRun, runs: list[DensRun]) -> No
                 "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
 
 
+#: Least score of a dens run (:class:`c2net.locate_dens.SliceCue`: 1 per island slice, more
+#: with the C1 arch in front or lateral masses beside): a few isolated slices without C1
+#: around them are no evidence of a dens.
+MIN_DENS_SCORE = 5.0
 #: How far (mm) the dens column may go on above its last isolated slice: where the tip
 #: touches the C1 arch or the skull base in the image (thick slices, a narrow joint space), the
 #: upper dens is no island, but the bone of the column is still there.
@@ -391,13 +397,24 @@ MAX_TIP_EXTENSION_MM = 10.0
 
 
 def _column_top(crop: Crop, run: DensRun, k_top: int) -> int:
-    """The last slice, at or above the run's top, whose dens disc is still mostly bone."""
+    """The last slice, at or above the run's top, whose dens disc is still mostly bone.
+
+    Raises ``c2_not_found`` when bone goes on further than ``MAX_TIP_EXTENSION_MM`` inside
+    the scan: the run is then part of a longer column (a vertebral body below a dens that the
+    scan cuts off, or the skull base), not a dens ending in a tip."""
+    reach = run.k_hi + int(round(MAX_TIP_EXTENSION_MM / crop.spacing_mm))
     k_end = run.k_hi
-    for k in range(run.k_hi + 1, min(k_top, run.k_hi + int(MAX_TIP_EXTENSION_MM / crop.spacing_mm)) + 1):
+    for k in range(run.k_hi + 1, min(k_top, reach + 1) + 1):
         if _dens_disc_bone(crop, run, k) < 0.5:
-            break
+            return k_end
         k_end = k
-    return k_end
+    if k_end > reach:
+        raise LocalisationError(
+            "C2 was not found: the bone column in front of the canal goes on upwards with no "
+            "dens tip (the scan may end inside the dens).",
+            "Use a scan that covers C1 and the whole dens, or give a seed point on C2.",
+            code="c2_not_found")
+    return min(k_end, reach)
 
 
 def _dens_disc_bone(crop: Crop, run: DensRun, k: int) -> float:
@@ -417,9 +434,9 @@ def _dens_cut_at_top(crop: Crop, run: DensRun, k_top: int) -> bool:
     """Whether the dens column still fills the scan's top slice (its tip is cut off).
 
     A dens that ends a millimetre or two below the top leaves at most a sliver of bone there;
-    a cut one shows a full cross-section: bone over at least half of a disc of the dens's
+    a cut one shows a cross-section: bone over at least a quarter of a disc of the dens's
     width around its centre."""
-    return _dens_disc_bone(crop, run, k_top) >= 0.5
+    return _dens_disc_bone(crop, run, k_top) >= 0.25
 
 
 #: Half-height (mm) of the axial slab whose bone re-centres C2 left-right; at the body level,
