@@ -14,10 +14,12 @@ Method (automatic; all work in the canonical LPS frame, so any input orientation
    front of it and the lateral masses beside it (:mod:`c2net.locate_dens`). Island slices are
    chained into upright runs; several runs may be open at once, so a stray island on one slice
    does not break the dens column, and a run whose top leans forwards onto skull-base bone (the
-   basion touching the tip) keeps its upright part. The best-scoring run is the dens.
+   basion touching the tip) keeps its upright part. The best-scoring run is the dens; a run
+   scoring below 5 (a few island slices with no C1 around them) is no evidence of one.
 4. The tip: where the dens touches the C1 arch or the skull base in the image (thin joint
    spaces, thick slices) its upper part is no island, so the tip is the top of the bone column
-   above the run (at most 10 mm higher), plus 1.5 mm.
+   above the run, plus 1.5 mm. A column that goes on more than 10 mm above the run ends in no
+   tip: the run is part of a body below a dens the scan cuts off (``c2_not_found``).
 5. Follow the anterior column down from the tip to the C2/C3 disc. C2's centroid lies on the
    body's level, about 27 mm below the tip and 11.5 mm behind the dens axis (adult morphometry:
    C2 is ~40 mm tall from tip to inferior endplate; the posterior arch pulls the centroid back);
