@@ -9,8 +9,7 @@ Cases (each run in its own child process, so ``ru_maxrss`` is that run's peak re
   the file;
 * ``phantom 1 mm``: the same anatomy at 1 mm isotropic;
 * ``--real``: the Visible Human Male head-and-neck DICOM series (512 x 512 x 245) from
-  ``../shared/data/real`` when present (a seed point on C2 is given, see
-  ``REAL_SEEDS_LPS_MM``; automatic localisation is a known gap there). The shipped U-Net finds
+  ``../shared/data/real`` when present, localised automatically. The shipped U-Net finds
   no pedicle there, so that run stops with ``segmentation_failed``; its times up to that point
   are printed.
 
@@ -36,8 +35,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 STAGES = ("load", "locate", "segment", "measure", "classify", "explain", "report", "total")
-#: A point on the C2 body of each real scan (LPS mm), read off rendered slices.
-REAL_SEEDS_LPS_MM = {"vhm_head_dicom": (256.0, 258.0, 1080.0)}
 
 
 #: Child-process code that swaps the ONNX Runtime sessions of the (cached) models for torch
@@ -154,7 +151,7 @@ def main() -> int:
         if args.real:
             vhm = _real(tmp)
             if vhm is not None:
-                cases.append(("VHM DICOM", vhm, REAL_SEEDS_LPS_MM["vhm_head_dicom"]))
+                cases.append(("VHM DICOM", vhm, None))
         print(f"c2net assess, ONNX Runtime CPU, {args.threads} threads, median of "
               f"{args.repeats} runs (seconds; peak = resident memory of the whole run)")
         head = f"{'case':<24}{'input':<34}" + "".join(f"{s:>9}" for s in STAGES) + \
