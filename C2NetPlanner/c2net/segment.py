@@ -12,10 +12,11 @@ Steps (:func:`segment_pedicles`):
    ``min_voxels`` mm^3.
 5. Map back onto the input CT's own grid **through the probabilities**: each side's
    probability, kept on its component and the 26 neighbours, is interpolated linearly onto
-   the CT's voxels and thresholded at :data:`SURFACE_PROBABILITY`. The network is trained on the share of each 1 mm voxel the
-   pedicle covers (:func:`c2net.training.data.preprocess_seg_case`), so the surface lands
-   between 1 mm voxels instead of on their staircase (nearest-neighbour labels alone cap the
-   Dice on a 0.5 mm CT near 0.93).
+   the CT's voxels and thresholded at :data:`SURFACE_PROBABILITY`, so the surface lands
+   between 1 mm voxels instead of on their staircase (nearest-neighbour 1 mm labels alone cap
+   the Dice on a 0.5 mm CT near 0.93). ``c2net train seg`` teaches the network the share of
+   each 1 mm voxel the pedicle covers (:func:`c2net.training.data.preprocess_seg_case`),
+   which is what this interpolation assumes; a network trained on whole-voxel labels gains too.
 
 Result: a uint8 ``sitk.Image`` with the CT's geometry: 0 background, 1 C2 pedicle left,
 2 C2 pedicle right (patient sides; the network's classes are trained on patient-left/right
@@ -165,17 +166,19 @@ def labels_on_input_grid(prob: np.ndarray, clean: np.ndarray, roi: sitk.Image,
     box = ndimage.find_objects((near[0] | near[1]).astype(np.uint8))[0]
     box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n))
                 for b, n in zip(box, clean.shape))
-    sub = sitk.GetImageFromArray(np.zeros([b.stop - b.start for b in box], np.float32))
-    sub.SetSpacing(roi.GetSpacing())
-    sub.SetDirection(roi.GetDirection())
-    sub.SetOrigin(roi.TransformIndexToPhysicalPoint([b.start for b in box[::-1]]))
-    region, i0, i1 = input_region(sub, ct)
-    sides = []
-    for cls, nb in zip((LEFT, RIGHT), near):
-        p = sitk.GetImageFromArray(np.where(nb, prob[:, cls], 0.0)[box].astype(np.float32))
-        p.CopyInformation(sub)
-        sides.append(sitk.GetArrayFromImage(resample_like(p, region, "linear", default_value=0.0)))
-    left, right = sides
+    start = [b.start for b in box[::-1]]           # (i, j, k) of the box's first voxel
+
+    def on_box(values: np.ndarray) -> sitk.Image:
+        img = sitk.GetImageFromArray(values.astype(np.float32))
+        img.SetSpacing(roi.GetSpacing())
+        img.SetDirection(roi.GetDirection())
+        img.SetOrigin(roi.TransformIndexToPhysicalPoint(start))
+        return img
+
+    maps = [on_box(np.where(nb, prob[:, cls], 0.0)[box]) for cls, nb in zip((LEFT, RIGHT), near)]
+    region, i0, i1 = input_region(maps[0], ct)
+    left, right = (sitk.GetArrayFromImage(resample_like(m, region, "linear", default_value=0.0))
+                   for m in maps)
     labels = np.zeros(left.shape, np.uint8)
     labels[(left > threshold) & (left >= right)] = LEFT
     labels[(right > threshold) & (right > left)] = RIGHT

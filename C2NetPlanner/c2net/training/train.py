@@ -309,6 +309,7 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     mean, std = D.mean_std([D.window_unit(vols[i]["hu"][m:-m, m:-m, m:-m]) for i in tr])
     sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch)
     xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
+    yv_labels = hard_labels(yv)
     widths = tuple(cfg.widths or (init["arch"]["widths"] if init else UNET_PAPER_WIDTHS))
     arch = {"in_channels": 3, "n_classes": 3, "widths": list(widths)}
     net = UNet2D(**arch)
@@ -337,7 +338,7 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             lg = net(xt)
             tot += float(seg_loss(lg, yt).item()) * len(xt)
             preds.append(lg.argmax(1).cpu().numpy())
-        dl, dr = dice_per_class(np.concatenate(preds), hard_labels(yv))
+        dl, dr = dice_per_class(np.concatenate(preds), yv_labels)
         return tot / len(xv), {"val_dice_left": dl, "val_dice_right": dr}
 
     statement = _data_statement(manifest, len(cases), len(tr), len(va))
