@@ -87,6 +87,14 @@ MIN_CANAL_MM = 20.0
 BELOW_DISC_MM = 10.0
 #: C2 height (dens tip to the inferior endplate) the disc search accepts (mm).
 C2_HEIGHT_RANGE_MM = (28.0, 52.0)
+#: Least score of a dens run (:class:`c2net.locate_dens.SliceCue`: 1 per island slice, more
+#: with the C1 arch in front or lateral masses beside): a few isolated slices without C1
+#: around them are no evidence of a dens.
+MIN_DENS_SCORE = 5.0
+#: How far (mm) the dens column may go on above its last isolated slice: where the tip
+#: touches the C1 arch or the skull base in the image (thick slices, a narrow joint space), the
+#: upper dens is no island, but the bone of the column is still there.
+MAX_TIP_EXTENSION_MM = 10.0
 
 
 @dataclass
@@ -309,8 +317,7 @@ def _c2_from_dens(crop: Crop, run: DensRun, runs: list[DensRun], centre_p: np.nd
                   centre_l: np.ndarray, evidence: dict, progress: ProgressCallback
                   ) -> C2Location:
     sp = crop.spacing_mm
-    valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
-    k_top, k_bottom = int(valid_k[-1]), int(valid_k[0])
+    k_bottom, k_top = _scan_slices(crop)
     k_end = _column_top(crop, run, k_top)
     if k_end >= k_top - 2 and _dens_cut_at_top(crop, run, k_top):
         raise LocalisationError(
@@ -374,7 +381,7 @@ def _check_cut_column_above(crop: Crop, run: DensRun, runs: list[DensRun]) -> No
     body whose cancellous core is faint), but bone goes on above that run, and the truncated
     column above it is the real dens: C2 is not complete."""
     sp = crop.spacing_mm
-    k_top = int(np.nonzero(crop.valid.any(axis=(1, 2)))[0][-1])
+    k_top = _scan_slices(crop)[1]
     above = [k for k in range(run.k_hi + int(round(2 / sp)), run.k_hi + int(round(4 / sp)) + 1)
              if k <= k_top]
     if above and np.mean([_dens_disc_bone(crop, run, k) for k in above]) < 0.2:
@@ -386,16 +393,6 @@ def _check_cut_column_above(crop: Crop, run: DensRun, runs: list[DensRun]) -> No
                 "C2 is not fully in the field of view: a bone column in front of the canal "
                 "(the dens) runs into the top of the scan.",
                 "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
-
-
-#: Least score of a dens run (:class:`c2net.locate_dens.SliceCue`: 1 per island slice, more
-#: with the C1 arch in front or lateral masses beside): a few isolated slices without C1
-#: around them are no evidence of a dens.
-MIN_DENS_SCORE = 5.0
-#: How far (mm) the dens column may go on above its last isolated slice: where the tip
-#: touches the C1 arch or the skull base in the image (thick slices, a narrow joint space), the
-#: upper dens is no island, but the bone of the column is still there.
-MAX_TIP_EXTENSION_MM = 10.0
 
 
 def _column_top(crop: Crop, run: DensRun, k_top: int) -> int:
@@ -416,7 +413,13 @@ def _column_top(crop: Crop, run: DensRun, k_top: int) -> int:
             "dens tip (the scan may end inside the dens).",
             "Use a scan that covers C1 and the whole dens, or give a seed point on C2.",
             code="c2_not_found")
-    return min(k_end, reach)
+    return k_end
+
+
+def _scan_slices(crop: Crop) -> tuple[int, int]:
+    """(lowest, highest) crop slice that holds scan voxels."""
+    valid_k = np.nonzero(crop.valid.any(axis=(1, 2)))[0]
+    return int(valid_k[0]), int(valid_k[-1])
 
 
 def _dens_disc_bone(crop: Crop, run: DensRun, k: int) -> float:
