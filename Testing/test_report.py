@@ -377,8 +377,11 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
         write_report(a, out)
     assert exc.value.hint and "overwrite" in exc.value.hint
     assert (out / "notes.txt").read_text() == "keep me"
+    (out / "report.pdf").write_text("a stale report of an earlier run")
     paths = write_report(a, out, overwrite=True)
-    assert {p.name for p in out.iterdir()} == {"report.json", "report.html"}
+    # only the report's own files are replaced: the user's notes stay, the stale PDF goes
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.html", "notes.txt"}
+    assert (out / "notes.txt").read_text() == "keep me"
     assert paths["json"] == out.absolute() / "report.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
     # an existing empty folder is fine without overwrite; a file is not a folder

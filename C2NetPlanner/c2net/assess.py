@@ -27,14 +27,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__, geometry
-from .errors import C2NetError, InputError, MeasurementError
+from .errors import C2NetError, InputError, MeasurementError, OutputError
 from .explain import attention_volume
 from .load import LoadedCT, load_ct
 from .measure import crop_to_mask, isthmus_slices, measure_pedicle
 from .models import OnnxModel, load_model
+from .output_folder import check_output_folder
 from .progress import ProgressCallback, null_progress
 from .results import SIDES, Assessment, SideAssessment
-from .verdict import DecisionSettings, agreement, mpd_verdict, network_verdict
+from .sheared_grid import refuse_sheared
+from .verdict import DecisionSettings, agreement, mpd_verdict, network_verdict, screw_fit
 
 SEGMENT_LABELS = {"left": 1, "right": 2}
 PathLike = Union[str, Path]
@@ -78,6 +80,7 @@ def _loaded(input_ct: Union[PathLike, sitk.Image, LoadedCT], series_uid: Optiona
     if isinstance(input_ct, sitk.Image):
         if input_ct.GetDimension() != 3:
             raise InputError("The CT image is not 3D.", hint="Give a 3D CT volume.")
+        refuse_sheared(input_ct, "The CT image")
         img = sitk.Cast(input_ct, sitk.sitkFloat32)
         info = {"path": None, "format": "image", "size": list(img.GetSize()),
                 "spacing_mm": list(img.GetSpacing()), "origin_lps_mm": list(img.GetOrigin()),
@@ -133,6 +136,9 @@ def assess(
     progress = progress or null_progress
     settings = DecisionSettings(cutoff_mm=float(cutoff_mm), screw_mm=float(screw_mm),
                                 verdict_measure=verdict_measure)
+    inputs = _input_paths(input_ct, vertebra_mask)
+    if out_dir is not None:   # the output folder is checked before any work (c2net.output_folder)
+        check_output_folder(out_dir, overwrite, inputs)
     result = Assessment(settings=settings.to_dict(),
                         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     clock = _Stopwatch(result.timings_s, progress)
@@ -171,13 +177,13 @@ def assess(
             if out_dir is not None:
                 from .report import write_report
 
-                write_report(result, out_dir, overwrite=overwrite)
+                write_report(result, out_dir, overwrite=overwrite, inputs=inputs)
     except C2NetError as exc:
         result.status = "error"
         result.error = exc.to_dict()
         result.timings_s["total"] = time.perf_counter() - t_start
-        if out_dir is not None:
-            _write_error_report(result, out_dir, overwrite)
+        if out_dir is not None and not isinstance(exc, OutputError):
+            _write_error_report(result, out_dir, overwrite, inputs)
         if raise_on_error:
             exc.assessment = result  # type: ignore[attr-defined]
             raise
@@ -205,6 +211,8 @@ def remeasure(
     progress = progress or null_progress
     settings = DecisionSettings(cutoff_mm=float(cutoff_mm), screw_mm=float(screw_mm),
                                 verdict_measure=verdict_measure)
+    if out_dir is not None:
+        check_output_folder(out_dir, overwrite)
     loaded = _loaded(ct, None)
     result = Assessment(settings=settings.to_dict(), ct=loaded.image, input=dict(loaded.info),
                         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -267,19 +275,26 @@ def _decide(sa: SideAssessment, settings: DecisionSettings) -> None:
         m = sa.measurement
         width = m.mpd_mm if settings.verdict_measure == "mpd" else m.inner_width_mm
         sa.verdict_mpd = mpd_verdict(width, m.mpd_uncertainty_mm, settings.cutoff_mm)
+        sa.screw_fit = screw_fit(m.mpd_mm, m.inner_width_mm, m.mpd_uncertainty_mm, settings)
     if sa.prediction is not None:
         sa.verdict_network = network_verdict(sa.prediction.p_high_risk, settings.network_threshold)
     if sa.verdict_mpd and sa.verdict_network:
         sa.agreement = agreement(sa.verdict_mpd, sa.verdict_network)
 
 
-def _write_error_report(result: Assessment, out_dir: PathLike, overwrite: bool) -> None:
+def _write_error_report(result: Assessment, out_dir: PathLike, overwrite: bool,
+                        inputs: Sequence[Optional[PathLike]]) -> None:
     from .report import write_report
 
     try:
-        write_report(result, out_dir, overwrite=overwrite)
+        write_report(result, out_dir, overwrite=overwrite, inputs=inputs)
     except C2NetError as exc:  # e.g. the output folder itself is the problem
         result.warnings.append(f"error report not written: {exc.message}")
+
+
+def _input_paths(*items: Any) -> list:
+    """The inputs given as paths (an output folder must not hold them)."""
+    return [Path(x) for x in items if isinstance(x, (str, Path))]
 
 
 def _opt_path(p: Optional[PathLike]) -> Optional[Path]:

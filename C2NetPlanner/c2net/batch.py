@@ -7,25 +7,35 @@ worker needs ``pip install c2netplanner`` and read access to the inputs and the 
 
 A case that fails (bad input, C2 not found, a crash) gets its own ``report.json`` with status
 "error" where possible and a row in ``summary.csv``/``failures.csv``; the other cases go on.
-``resume=True`` skips cases whose folder already holds a ``report.json``.
+
+The cohort folder follows the one output-folder rule (:mod:`c2net.output_folder`): a folder
+that already holds files is used only with ``resume`` or ``overwrite``. ``resume=True`` skips
+only the cases that *finished* before (``report.json`` with status "ok") and runs every other
+case again, failed ones included (a fixed input is re-assessed); ``overwrite=True`` runs every
+given case again. Either way only the files this program writes are replaced (a user's file in
+a case folder stays), and ``summary.csv`` keeps the rows of earlier cases that are not part of
+this run.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from . import DISCLAIMER
-from .errors import C2NetError, InputError
+from .errors import C2NetError, InputError, OutputError
+from .output_folder import check_not_input, check_output_folder, replace_file
 from .results import SIDES
+
+#: Exit code of ``c2net batch`` when the cohort ran but at least one case failed.
+EXIT_CASES_FAILED = 4
 
 SUMMARY_COLUMNS = [
     "case_id", "input", "status", "error_code", "error_message", "side", "mpd_mm",
@@ -166,8 +176,12 @@ def run_case(case: Case, out_root: str, options: BatchOptions) -> List[Dict[str,
                cutoff_mm=options.cutoff_mm, screw_mm=options.screw_mm,
                verdict_measure=options.verdict_measure, model_dir=options.model_dir,
                threads=options.threads, overwrite=True)
-    except C2NetError:
-        pass  # report.json with status "error" was written by assess
+    except C2NetError as exc:
+        if not (out / "report.json").is_file():   # e.g. the case folder itself was refused
+            return [{"case_id": case.case_id, "input": case.input, "status": "error",
+                     "error_code": exc.code, "error_message": exc.message,
+                     "disclaimer": DISCLAIMER}]
+        # else: report.json with status "error" was written by assess
     except Exception as exc:  # noqa: BLE001 - isolate the failure, keep the cohort going
         return [{"case_id": case.case_id, "input": case.input, "status": "crash",
                  "error_code": type(exc).__name__, "error_message": str(exc)[:500],
@@ -181,12 +195,14 @@ def run_case(case: Case, out_root: str, options: BatchOptions) -> List[Dict[str,
 
 
 def _finished(case: Case, out_root: Path) -> Optional[List[Dict[str, Any]]]:
+    """The summary rows of a case that finished before (status "ok"), else None (run it)."""
     report = out_root / case.case_id / "report.json"
     if report.is_file():
         try:
-            return rows_from_report(case, report)
+            rows = rows_from_report(case, report)
         except (json.JSONDecodeError, OSError):
             return None
+        return rows if rows and rows[0].get("status") == "ok" else None
     return None
 
 
@@ -203,25 +219,61 @@ def _progress_bar(done: int, total: int, failed: int, t0: float, stream=sys.stde
 
 
 def _write_csv_atomic(path: Path, rows: Iterable[Dict[str, Any]], columns: Sequence[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    replace_file(path, text.getvalue())
+
+
+def _earlier_rows(root: Path, keep_out: set) -> List[Dict[str, Any]]:
+    """Rows of an earlier summary.csv for cases that are not part of this run."""
+    path = root / "summary.csv"
+    if not path.is_file():
+        return []
+    try:
+        with path.open(newline="") as fh:
+            return [r for r in csv.DictReader(fh) if r.get("case_id") not in keep_out]
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise OutputError(f"The earlier cohort summary {path} cannot be read ({exc}).",
+                          "Move it aside (its rows would be lost otherwise) and run again.") from None
+
+
+def check_cohort_folder(cases: Sequence[Case], out_root: str, resume: bool = False,
+                        overwrite: bool = False) -> Path:
+    """Refuse, before any work, a cohort folder that would lose or mix results.
+
+    * a non-empty folder without ``resume`` or ``overwrite`` (exit 2, says which to add);
+    * a case folder that is, contains or lies inside an input (any case's);
+    * a folder that cannot be written.
+    """
+    root = check_output_folder(out_root, overwrite or resume)
+    inputs = [x for c in cases for x in (c.input, c.vertebra_mask)]
+    for c in cases:
+        check_not_input(root / c.case_id, inputs)
+    return root
 
 
 def run_batch(cases: Sequence[Case], out_root: str, options: Optional[BatchOptions] = None,
               workers: int = 1, scheduler: Optional[str] = None, resume: bool = False,
-              show_progress: bool = True) -> List[Dict[str, Any]]:
-    """Assess every case; write ``summary.csv`` and ``failures.csv``; return the rows."""
+              show_progress: bool = True, overwrite: bool = False) -> List[Dict[str, Any]]:
+    """Assess every case; write ``summary.csv`` and ``failures.csv``; return this run's rows.
+
+    See the module docstring for ``resume`` and ``overwrite``. ``summary.csv`` holds this run's
+    cases after the earlier cases that were not part of it; ``failures.csv`` the failed rows of
+    the whole summary.
+    """
     options = options or BatchOptions()
-    root = Path(out_root)
-    root.mkdir(parents=True, exist_ok=True)
     ids = [c.case_id for c in cases]
     if len(set(ids)) != len(ids):
         raise InputError("Two cases have the same case id.", hint="Make the case ids unique.")
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other.",
+                         hint="--resume keeps finished cases; --overwrite re-runs every case.")
+    root = check_cohort_folder(cases, out_root, resume, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_rows(root, set(ids))
     results: Dict[str, List[Dict[str, Any]]] = {}
     pending = []
     for c in cases:
@@ -241,18 +293,21 @@ def run_batch(cases: Sequence[Case], out_root: str, options: Optional[BatchOptio
             _progress_bar(len(results), total, failed_count(), t0)
 
     if show_progress and results:
-        print(f"resume: {len(results)} finished case(s) skipped", file=sys.stderr)
+        print(f"resume: {len(results)} finished case(s) kept, {len(pending)} to run "
+              "(failed ones are run again)", file=sys.stderr)
     if pending and (workers > 1 or scheduler):
         _run_dask(pending, root, options, workers, scheduler, record)
     else:
         for c in pending:
             record(c, run_case(c, str(root), options))
     rows = [r for c in cases for r in results.get(c.case_id, [])]
-    _write_csv_atomic(root / "summary.csv", rows, SUMMARY_COLUMNS)
-    failures = [r for r in rows if r.get("status") != "ok"]
+    summary = earlier + rows
+    _write_csv_atomic(root / "summary.csv", summary, SUMMARY_COLUMNS)
+    failures = [r for r in summary if r.get("status") != "ok"]
     _write_csv_atomic(root / "failures.csv", failures, SUMMARY_COLUMNS)
-    (root / "batch.json").write_text(json.dumps({
-        "cases": len(cases), "failed": len({r["case_id"] for r in failures}),
+    replace_file(root / "batch.json", json.dumps({
+        "cases": len(cases), "failed": len({r["case_id"] for r in rows if r.get("status") != "ok"}),
+        "cases_in_summary": len({r.get("case_id") for r in summary}),
         "options": asdict(options), "engine": "dask" if (workers > 1 or scheduler) else "in-process",
         "workers": workers, "scheduler": scheduler, "disclaimer": DISCLAIMER}, indent=2))
     return rows

@@ -34,6 +34,7 @@ import SimpleITK as sitk
 from . import geometry
 from .dicom_series import DicomSeries, choose_series, read_series, scan_dicom_folder
 from .errors import InputError, NotCTError
+from .sheared_grid import nifti_sform_shear_deg, refuse_sheared
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -251,7 +252,9 @@ def _read_volume_file(path: Path, fmt: str) -> tuple:
                              "again.")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
+    warn = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own warnings are not for the user:
+    try:                                               # what they flag is checked and said here
         reader.ReadImageInformation()
         stored = sitk.GetPixelIDValueAsString(reader.GetPixelID())
         image = reader.Execute()
@@ -261,6 +264,8 @@ def _read_volume_file(path: Path, fmt: str) -> tuple:
                          f"({detail[-1][:160] if detail else 'unknown reason'}).",
                          "The file is corrupt, truncated or not what its extension says; "
                          "check the copy or re-export it.") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warn)
     meta = {}
     for key in reader.GetMetaDataKeys():
         if key in ("0008|0060", "Modality", "modality"):
@@ -358,6 +363,7 @@ def _load_dicom(series_list: List[DicomSeries], series_uid: Optional[str], displ
 def _load_volume(path: Path, fmt: str, display: str) -> LoadedCT:
     image, stored, meta = _read_volume_file(path, fmt)
     image = _refuse_array_shape(image, path.name)
+    refuse_sheared(image, path.name, nifti_sform_shear_deg(path) if fmt == "nifti" else None)
     modality = meta.get("modality")
     if modality and modality not in ("CT", "OT"):
         raise NotCTError(f"{path.name} is labelled Modality {modality}, not CT.",

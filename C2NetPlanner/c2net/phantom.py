@@ -19,7 +19,6 @@ Research use only — not a medical device.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -579,34 +578,23 @@ def _truth(anat: Anatomy, seed: int, pid: str, fov_mode: str, ct: sitk.Image, R:
 def write_phantom(phantom: Phantom, out_dir: Union[str, Path], overwrite: bool = False) -> Dict[str, str]:
     """Write ``ct.nii.gz`` (int16 HU), ``labels.nii.gz`` (uint8) and ``truth.json``.
 
-    Refuses a non-empty ``out_dir`` unless ``overwrite``. Files are written to temporary
-    names and renamed, so a failure never leaves a half-written case. Returns the paths.
+    The one output-folder rule (:mod:`c2net.output_folder`): a non-empty ``out_dir`` is refused
+    unless ``overwrite``, and then only these three files are replaced. Written all or nothing,
+    so a failure never leaves a half-written case. Returns the paths.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder", "choose a new output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"output folder {out} is not empty",
-                          "choose a new folder or pass --overwrite (overwrite=True)")
+    from .output_folder import output_folder
+
+    out = Path(out_dir).expanduser().absolute()
+    names = {"ct": "ct.nii.gz", "labels": "labels.nii.gz", "truth": "truth.json"}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out}: {exc}", "check the path and permissions") from None
-    paths = {"ct": out / "ct.nii.gz", "labels": out / "labels.nii.gz", "truth": out / "truth.json"}
-    tmp = {k: p.with_name(".tmp_" + p.name) for k, p in paths.items()}
-    try:
-        sitk.WriteImage(sitk.Cast(phantom.ct, sitk.sitkInt16), str(tmp["ct"]), True)
-        sitk.WriteImage(sitk.Cast(phantom.labels, sitk.sitkUInt8), str(tmp["labels"]), True)
-        tmp["truth"].write_text(json.dumps(phantom.truth, indent=1) + "\n")
-        for k in paths:
-            os.replace(tmp[k], paths[k])
+        with output_folder(out, names.values(), overwrite) as tmp:
+            sitk.WriteImage(sitk.Cast(phantom.ct, sitk.sitkInt16), str(tmp / names["ct"]), True)
+            sitk.WriteImage(sitk.Cast(phantom.labels, sitk.sitkUInt8), str(tmp / names["labels"]), True)
+            (tmp / names["truth"]).write_text(json.dumps(phantom.truth, indent=1) + "\n")
     except (OSError, RuntimeError) as exc:
-        for p in tmp.values():
-            if p.exists():
-                p.unlink()
         raise OutputError(f"cannot write the phantom to {out}: {exc}",
                           "check free disk space and permissions") from None
-    return {k: str(p) for k, p in paths.items()}
+    return {k: str(out / n) for k, n in names.items()}
 
 
 def read_phantom(case_dir: Union[str, Path]) -> Phantom:

@@ -85,3 +85,33 @@ def overall_fraction(stage: str, fraction: float) -> float:
         return 0.0
     i = STAGE_NAMES.index(stage)
     return (i + min(max(fraction, 0.0), 1.0)) / len(STAGE_NAMES)
+
+
+def stage_printer(stream: Optional[TextIO] = None, quiet: bool = False) -> ProgressCallback:
+    """A callback that tells a person at a terminal which stage runs (``--quiet``: nothing).
+
+    One line per stage on stderr when it starts (``[3/8] Locate C2 ...``) and its time when it
+    ends, so a run that takes seconds never looks hung. Sub-stage fractions are not printed.
+    """
+    if quiet:
+        return null_progress
+    import time
+
+    started: dict = {}
+    labels = dict(STAGES)
+
+    def _emit(stage: str, fraction: float, message: str = "") -> None:
+        out = stream or sys.stderr
+        if stage not in labels:
+            return
+        if fraction <= 0.0 and stage not in started:
+            started[stage] = time.perf_counter()
+            n = STAGE_NAMES.index(stage) + 1
+            extra = f" ({message})" if message else ""
+            out.write(f"[{n}/{len(STAGES)}] {labels[stage]}{extra} ...")
+            out.flush()
+        elif fraction >= 1.0 and stage in started:
+            out.write(f" {time.perf_counter() - started.pop(stage):.2f} s\n")
+            out.flush()
+
+    return _emit

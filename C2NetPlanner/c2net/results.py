@@ -104,12 +104,14 @@ class SideAssessment:
     verdict_network: Optional[str] = None
     agreement: Optional[str] = None
     error: Optional[dict] = None
+    screw_fit: Optional[dict] = None   # c2net.verdict.screw_fit: the planned screw vs the isthmus
 
     def to_dict(self) -> dict:
         d: Dict[str, Any] = {}
         if self.measurement is not None:
             d.update(self.measurement.to_dict())
         d["verdict_mpd"] = self.verdict_mpd
+        d["screw_fit"] = self.screw_fit
         d["p_high_risk"] = None if self.prediction is None else _r(self.prediction.p_high_risk, 4)
         d["verdict_network"] = self.verdict_network
         d["agreement"] = self.agreement
@@ -164,6 +166,17 @@ class Assessment:
             "timings_s": {k: round(float(v), 4) for k, v in self.timings_s.items()},
             "disclaimer": DISCLAIMER,
         }
+
+
+def format_probability(p: Optional[float]) -> str:
+    """A probability as a person should read it: "< 0.001", "0.274", "> 0.999" (never 0.000/1.000)."""
+    if p is None:
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    if p > 0.999:
+        return "> 0.999"
+    return f"{p:.3f}"
 
 
 def jsonable(obj: Any) -> Any:

@@ -84,3 +84,39 @@ def agreement(verdict_a: str, verdict_b: str) -> str:
     if BORDERLINE in (verdict_a, verdict_b):
         return BORDERLINE
     return "agree" if verdict_a == verdict_b else "disagree"
+
+
+#: Screw diameter behind every literature cutoff above (all come from 3.5 mm C2 screws).
+CUTOFF_REFERENCE_SCREW_MM = 3.5
+
+SCREW_FIT_RULE = ("screw fits when MPD - screw >= cutoff - 3.5 mm, the bony margin the cutoff "
+                  "allows a 3.5 mm screw (4.78 - 3.5 = 1.28 mm for Wu 2023); inner clearance = "
+                  "inner (medullary) width - screw, negative when the screw must cut into the "
+                  "cortex")
+
+
+def screw_fit(mpd_mm: float, inner_width_mm: float, uncertainty_mm: float,
+              settings: DecisionSettings) -> dict:
+    """The planned screw against the measured isthmus (what ``--screw-mm`` means).
+
+    Both verdicts are for the cutoff's own 3.5 mm screw: the cutoff and the network were
+    derived for it. For another diameter this check carries the same bony margin over: a
+    screw of ``d`` mm fits when ``MPD - d >= cutoff - 3.5``; within the measurement
+    uncertainty of that limit it is "borderline". An extrapolation (constant margin), not a
+    validated rule: the report says so.
+    """
+    required = settings.cutoff_mm - CUTOFF_REFERENCE_SCREW_MM
+    margin = float(mpd_mm) - settings.screw_mm
+    if abs(margin - required) <= max(uncertainty_mm, 0.0):
+        verdict = BORDERLINE
+    else:
+        verdict = "fits" if margin >= required else "does_not_fit"
+    return {
+        "screw_mm": settings.screw_mm,
+        "margin_mm": round(margin, 3),
+        "required_margin_mm": round(required, 3),
+        "inner_clearance_mm": round(float(inner_width_mm) - settings.screw_mm, 3),
+        "fit": verdict,
+        "rule": SCREW_FIT_RULE,
+        "validated": abs(settings.screw_mm - CUTOFF_REFERENCE_SCREW_MM) < 1e-6,
+    }

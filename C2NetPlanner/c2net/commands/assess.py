@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ..errors import C2NetError
-from ..progress import format_result, line_printer
+from ..output_folder import OVERWRITE_RULE
+from ..progress import format_result, line_printer, stage_printer
 from ._common import add_decision_arguments, decision_kwargs, print_summary
 
 
@@ -19,7 +20,9 @@ def add_arguments(parser) -> None:
                         help="frame of --seed: LPS (DICOM/ITK, default) or RAS (3D Slicer)")
     parser.add_argument("--vertebra-mask", metavar="FILE", help="vertebra label map (e.g. TotalSegmentator)")
     parser.add_argument("--c2-label", type=int, help="label value of C2 in --vertebra-mask")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out folder: " + OVERWRITE_RULE)
+    parser.add_argument("--quiet", action="store_true", help="do not print the stages as they run")
     parser.add_argument("--progress-lines", action="store_true",
                         help="print machine-readable C2NET-PROGRESS/C2NET-RESULT lines (used by the Slicer module)")
     add_decision_arguments(parser)
@@ -35,7 +38,7 @@ def seed_lps(args):
 def run(args) -> int:
     from ..assess import assess
 
-    progress = line_printer(sys.stdout) if args.progress_lines else None
+    progress = line_printer(sys.stdout) if args.progress_lines else stage_printer(quiet=args.quiet)
     out = Path(args.out)
     try:
         result = assess(args.input, out, series_uid=args.series, seed_lps_mm=seed_lps(args),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 import time
@@ -19,14 +20,15 @@ from pathlib import Path
 from typing import List, Optional
 
 from .. import DISCLAIMER
-from ..errors import InputError, OutputError
+from ..errors import InputError
+from ..output_folder import OVERWRITE_RULE, check_output_folder, replace_file
 
 MANIFEST_COLUMNS = ["patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm",
                     "seed", "fov"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out_dir", help="output folder (must be empty or new)")
+    parser.add_argument("out_dir", help="output folder (new or empty; see --overwrite)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (first seed of a cohort)")
     parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                         help="voxel spacing in mm: one number or three (i j k); default random")
@@ -44,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patient-id", help="patient id written to truth.json (one case only)")
     parser.add_argument("--cohort", type=int, metavar="N", help="write N cases (seeds seed..seed+N-1)")
     parser.add_argument("--workers", type=int, default=1, help="processes for --cohort (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty output folder: " + OVERWRITE_RULE)
 
 
 def _direction(values: Optional[List[str]]):
@@ -83,14 +86,6 @@ def _build_case(job: tuple) -> dict:
             "seed": seed, "fov": ph.truth["fov"]}
 
 
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder", "choose a new output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"output folder {out} is not empty",
-                          "choose a new folder or pass --overwrite")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..phantom import make_phantom, write_phantom
 
@@ -100,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed {args.seed} is negative", "give a non-negative whole number")
     print(DISCLAIMER, file=sys.stderr)
     if args.cohort is None:
-        _check_out_dir(out, args.overwrite)
         t0 = time.perf_counter()
         ph = make_phantom(args.seed, patient_id=args.patient_id, **kwargs)
         write_phantom(ph, out, overwrite=args.overwrite)
@@ -118,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.patient_id:
         raise InputError("--patient-id applies to one case only",
                          "cohort cases are named PH<seed> automatically")
-    _check_out_dir(out, args.overwrite)
+    check_output_folder(out, args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(args.seed + n, str(out / f"case_{n:04d}"), kwargs, None) for n in range(args.cohort)]
     t0 = time.perf_counter()
@@ -137,13 +131,13 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(row)
                 print(f"\r{n + 1}/{len(jobs)} cases", end="", file=sys.stderr, flush=True)
     print("", file=sys.stderr)
-    with open(out / "manifest.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            rel = {k: (os.path.relpath(row[k], out) if k in ("ct", "labels", "truth") else row[k])
-                   for k in MANIFEST_COLUMNS}
-            writer.writerow(rel)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (os.path.relpath(row[k], out) if k in ("ct", "labels", "truth") else row[k])
+                         for k in MANIFEST_COLUMNS})
+    replace_file(out / "manifest.csv", text.getvalue())
     dt = time.perf_counter() - t0
     print(f"wrote {len(rows)} cases to {out} ({dt / len(rows):.2f} s per case, "
           f"{args.workers} worker(s)); manifest: {out / 'manifest.csv'}")

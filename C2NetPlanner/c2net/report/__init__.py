@@ -3,8 +3,7 @@
     from c2net.report import write_report
     paths = write_report(assessment, "out/case001")          # -> {"json": Path, ...}
 
-Files (all written into a temporary folder next to ``out_dir`` and renamed into place only when
-complete, see :mod:`.atomic`):
+Files (written all or nothing under the one output-folder rule, :mod:`c2net.output_folder`):
 
 =====================  =====================================================================
 ``report.json``        schema-versioned record (``c2net/schemas/report.schema.json``) + ``files``
@@ -27,13 +26,13 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from PIL import Image
 
 from ..errors import C2NetError
+from ..output_folder import output_folder
 from ..results import SIDES, Assessment
-from .atomic import atomic_output_dir
 from .attention_files import ATTENTION_NRRD, write_attention_file
 from .csv_report import REPORT_CSV, write_csv_report
 from .figures import all_side_views, png_bytes, render_strip, render_views
@@ -54,17 +53,18 @@ FILE_KEYS: Dict[str, str] = {
 
 
 def write_report(assessment: Assessment, out_dir: str | os.PathLike[str],
-                 overwrite: bool = False) -> Dict[str, Path]:
+                 overwrite: bool = False, inputs: Sequence[object] = ()) -> Dict[str, Path]:
     """Write every report file of ``assessment`` into ``out_dir``, all or nothing.
 
     ``out_dir`` is created if missing; a non-empty ``out_dir`` is refused
-    (:class:`c2net.errors.OutputError`) unless ``overwrite``, in which case it is replaced as a
-    whole once the new report is complete. On any failure nothing partial is left behind and an
-    existing ``out_dir`` is unchanged. Returns ``{key: final path}`` with the keys of
-    :data:`FILE_KEYS` for the files written.
+    (:class:`c2net.errors.OutputError`) unless ``overwrite``, and then only the report's own
+    files (:data:`FILE_KEYS`) are replaced; any other file there is kept. An ``out_dir`` that
+    is, contains or lies inside one of ``inputs`` is refused. On any failure nothing partial is
+    left behind and an existing ``out_dir`` is unchanged. Returns ``{key: final path}`` with the
+    keys of :data:`FILE_KEYS` for the files written.
     """
     out = Path(out_dir).expanduser().absolute()
-    with atomic_output_dir(out, overwrite) as tmp:
+    with output_folder(out, FILE_KEYS.values(), overwrite, inputs) as tmp:
         names = _write_all(assessment, tmp)
     by_name = {v: k for k, v in FILE_KEYS.items()}
     return {by_name[n]: out / n for n in names}
