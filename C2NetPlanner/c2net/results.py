@@ -45,6 +45,14 @@ class PedicleMeasurement:
     mpd_uncertainty_mm: float         # estimated 1-sigma-ish uncertainty of mpd_mm
     profile: List[Dict[str, float]] = field(default_factory=list)  # t_mm, outer/inner width
     warnings: List[str] = field(default_factory=list)
+    # what a reader reads on the perpendicular plane at the isthmus: widths along the
+    # vertebra's left-right direction projected onto it (half-way edges, canal opened 0.5 mm)
+    outer_width_transverse_mm: Optional[float] = None
+    inner_width_transverse_mm: Optional[float] = None
+    transverse_direction_lps: Optional[Vec3] = None
+    no_medullary_canal: bool = False  # solid (all-cortex) isthmus or canal < 1 mm: high risk
+    axis_source: str = "mask"         # what seeded the axis: "mask" or "trajectory"
+    cortical_density_hu: Optional[float] = None  # the scan's cortical density used by the edges
 
     def to_dict(self) -> dict:
         return {
@@ -59,6 +67,12 @@ class PedicleMeasurement:
             "medial_angle_deg": _r(self.medial_angle_deg, 2),
             "cranial_angle_deg": _r(self.cranial_angle_deg, 2),
             "mpd_uncertainty_mm": _r(self.mpd_uncertainty_mm),
+            "outer_width_transverse_mm": _r(self.outer_width_transverse_mm),
+            "inner_width_transverse_mm": _r(self.inner_width_transverse_mm),
+            "transverse_direction_lps": _v(self.transverse_direction_lps),
+            "no_medullary_canal": bool(self.no_medullary_canal),
+            "axis_source": self.axis_source,
+            "cortical_density_hu": _r(self.cortical_density_hu, 1),
             "profile": [{k: _r(v) for k, v in row.items()} for row in self.profile],
             "measurement_warnings": list(self.warnings),
         }
@@ -105,11 +119,24 @@ class SideAssessment:
     agreement: Optional[str] = None
     error: Optional[dict] = None
     screw_fit: Optional[dict] = None   # c2net.verdict.screw_fit: the planned screw vs the isthmus
+    # which segmenter produced the mask ("unet" / "anatomical_finder"; None: none or given)
+    segmenter: Optional[str] = None
+    # c2net.pedicle_finder.check.SegmentationCheck: U-Net mask vs the anatomical finder's
+    segmentation_check: Any = None
+
+    @property
+    def check_segmentation(self) -> bool:
+        """True when the side is flagged "check the segmentation"."""
+        return bool(self.segmentation_check is not None and self.segmentation_check.flagged)
 
     def to_dict(self) -> dict:
         d: Dict[str, Any] = {}
         if self.measurement is not None:
             d.update(self.measurement.to_dict())
+        d["segmenter"] = self.segmenter
+        d["check_segmentation"] = self.check_segmentation
+        d["segmentation_check"] = (None if self.segmentation_check is None
+                                   else self.segmentation_check.to_dict())
         d["verdict_mpd"] = self.verdict_mpd
         d["screw_fit"] = self.screw_fit
         d["p_high_risk"] = None if self.prediction is None else _r(self.prediction.p_high_risk, 4)
@@ -144,6 +171,7 @@ class Assessment:
     timings_s: Dict[str, float] = field(default_factory=dict)
     ct: Any = None             # sitk.Image, the loaded input CT (HU, input geometry)
     segmentation: Any = None   # sitk.Image on the input grid
+    segmentation_sources: Any = None  # c2net.segment.SegmentationOutcome (which segmenter, finder)
     attention: Any = None      # sitk.Image on the input grid
     created_utc: str = ""
 

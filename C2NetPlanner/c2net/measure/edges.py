@@ -1,0 +1,346 @@
+"""Cortical edges along rays, from the image alone.
+
+Per ray (from the section centre outward), as a careful reader does on an oblique MPR:
+
+1. **The first significant cortical peak**: walking outward, the running maximum is a
+   candidate until the profile falls at least half-way from it towards the soft-tissue level
+   of the scan (``soft_hu``); a trabecular bump that only dips a little is passed over.
+2. **Levels**: the outside minimum within ``OUTSIDE_MM`` beyond the peak, and the medullary
+   plateau of the section (median of the inner half of the canal rays).
+3. **Half-way edges** (the reader's definition): outer edge = crossing of
+   (peak + outside minimum) / 2 beyond the peak; inner edge = crossing of
+   (peak + plateau) / 2 walking back towards the centre. A ray with no dip before its peak
+   (the centre is as dense as the peak) has no medullary canal along it.
+4. **Blur-corrected edges**: the half-way rule is exact for a thick cortex but a cortex
+   thinner than the scanner blur spreads: its half-way crossings lie outside the true
+   surfaces. Blurring keeps the zeroth and first moments of a profile, so with the profile
+   modelled as plateau C, cortex K and outside B (step edges), both edge radii follow in
+   closed form from the moments over a window that starts in the canal and ends outside
+   (:func:`edges_from_moments`) whatever the blur. K is the scan's cortical density,
+   estimated from the peaks of the same scan (:func:`cortical_density`), never a fixed prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+from scipy import ndimage
+
+#: The profile must fall this share of the way from a candidate peak to the soft-tissue level
+#: before the peak counts (the reader's "significant" peak).
+PEAK_DROP_FRACTION = 0.5
+#: Bone reads at least this far above soft tissue (the lowest cancellous bone of 80 HU over
+#: fat; noise in soft tissue never makes a peak) and a drop is at least this large (HU).
+MIN_BONE_CONTRAST_HU = 150.0
+MIN_DROP_HU = 100.0
+#: A ray has a medullary dip when the peak rises above the lowest point inside it by this share
+#: of the peak-to-outside contrast.
+DIP_FRACTION = 0.1
+OUTSIDE_MM = 3.0
+#: Moment window: from this far inside the inner half-way edge to the outside level.
+MOMENT_INSIDE_MM = 1.5
+MOMENT_OUTSIDE_MIN_MM = 0.6
+MOMENT_OUTSIDE_MAX_MM = 2.5
+
+
+@dataclass
+class RayEdges:
+    """Per ray (flattened): radii in mm, NaN where not found."""
+
+    found: np.ndarray       # bool: an outer cortical edge was found
+    dip: np.ndarray         # bool: a medullary dip precedes the peak
+    peak_hu: np.ndarray
+    outside_hu: np.ndarray
+    r_peak: np.ndarray
+    r_out_half: np.ndarray
+    r_in_half: np.ndarray   # NaN on rays without a dip
+    r_out: np.ndarray       # blur-corrected (moments) where possible, else the half-way edge
+    r_in: np.ndarray
+
+
+def soft_tissue_level(profiles: np.ndarray) -> float:
+    """Soft-tissue level around the pedicle (HU): a low percentile of the sampled profiles,
+    never below fat (air in the crop must not pull it down)."""
+    vals = profiles[np.isfinite(profiles) & (profiles > -300.0)]
+    if vals.size == 0:
+        return 0.0
+    return float(np.clip(np.percentile(vals, 10), -150.0, 150.0))
+
+
+def _first_crossing_after(p: np.ndarray, start: np.ndarray, thr: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Radius where p first falls below thr after index start (linear interpolation)."""
+    n, S = p.shape
+    j = np.arange(S)[None, :]
+    below = (p < thr[:, None]) & (j > start[:, None])
+    has = below.any(axis=1)
+    k = np.argmax(below, axis=1)
+    k0 = np.clip(k - 1, 0, S - 1)
+    rows = np.arange(n)
+    y0, y1 = p[rows, k0], p[rows, k]
+    f = np.clip((y0 - thr) / np.where(np.abs(y0 - y1) > 1e-9, y0 - y1, 1.0), 0.0, 1.0)
+    r = radii[k0] + f * (radii[k] - radii[k0])
+    return np.where(has, r, np.nan)
+
+
+def _last_crossing_before(p: np.ndarray, stop: np.ndarray, thr: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Walking back from index stop: radius where p first falls below thr (NaN if never)."""
+    n, S = p.shape
+    j = np.arange(S)[None, :]
+    below = (p < thr[:, None]) & (j < stop[:, None])
+    has = below.any(axis=1)
+    k = S - 1 - np.argmax(below[:, ::-1], axis=1)          # last index below
+    k1 = np.clip(k + 1, 0, S - 1)
+    rows = np.arange(n)
+    y0, y1 = p[rows, k], p[rows, k1]
+    f = np.clip((thr - y0) / np.where(np.abs(y1 - y0) > 1e-9, y1 - y0, 1.0), 0.0, 1.0)
+    r = radii[k] + f * (radii[k1] - radii[k])
+    return np.where(has, r, np.nan)
+
+
+def find_peaks(p: np.ndarray, soft_hu: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(index of the first significant peak or -1, its value) per ray of smoothed profiles."""
+    n, S = p.shape
+    cand_val = p[:, 0].copy()
+    cand_idx = np.zeros(n, dtype=int)
+    min_since = cand_val.copy()
+    done = np.zeros(n, dtype=bool)
+    peak = np.full(n, -1, dtype=int)
+    for j in range(1, S):
+        v = p[:, j]
+        act = ~done
+        up = act & (v > cand_val)
+        cand_val[up] = v[up]
+        cand_idx[up] = j
+        min_since[up] = v[up]
+        dn = act & ~up
+        min_since[dn] = np.minimum(min_since[dn], v[dn])
+        need = np.maximum(PEAK_DROP_FRACTION * (cand_val - soft_hu), MIN_DROP_HU)
+        hit = dn & (cand_val - min_since >= need) & (cand_val - soft_hu >= MIN_BONE_CONTRAST_HU)
+        peak[hit] = cand_idx[hit]
+        done |= hit
+    val = np.where(peak >= 0, p[np.arange(n), np.maximum(peak, 0)], np.nan)
+    return peak, val
+
+
+def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
+              cortex_hu: float = None) -> RayEdges:
+    """Edges of flattened profiles ``prof`` ((n_sections * n_rays, S); rays of one section
+    consecutive). ``cortex_hu``: the scan's cortical density (estimated when None)."""
+    n, S = prof.shape
+    step = float(radii[1] - radii[0])
+    rows = np.arange(n)
+    ps = ndimage.uniform_filter1d(prof, 3, axis=1, mode="nearest")
+    peak, pval = find_peaks(ps, soft_hu)
+    found = peak >= 0
+    pk = np.maximum(peak, 0)
+    j = np.arange(S)[None, :]
+    n_out = int(round(OUTSIDE_MM / step))
+    after = (j >= pk[:, None]) & (j <= pk[:, None] + n_out)
+    bmin_idx = np.argmin(np.where(after, ps, np.inf), axis=1)
+    bmin = ps[rows, bmin_idx]
+    r_out_half = _first_crossing_after(ps, pk, 0.5 * (pval + bmin), radii)
+    found &= np.isfinite(r_out_half)
+    before = j <= pk[:, None]
+    mn_before = np.min(np.where(before, ps, np.inf), axis=1)
+    contrast = pval - bmin
+    dip = found & (pval - mn_before >= DIP_FRACTION * contrast)
+    # medullary plateau per section: the inner half of its canal rays
+    n_sec = n // n_rays
+    plateau = np.full(n, np.nan)
+    inner_half = j <= (0.5 * pk)[:, None]
+    vals = np.where(inner_half & dip[:, None], ps, np.nan).reshape(n_sec, -1)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sec_plateau = np.nanmedian(vals, axis=1)
+    plateau = np.repeat(sec_plateau, n_rays)
+    plateau = np.where(np.isfinite(plateau), np.maximum(plateau, mn_before), mn_before)
+    thr_in = 0.5 * (pval + plateau)
+    r_in_half = np.where(dip, _last_crossing_before(ps, pk, thr_in, radii), np.nan)
+    dip &= np.isfinite(r_in_half)
+    r_peak = radii[pk]
+
+    if cortex_hu is None:
+        prov = RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
+                        r_out_half=r_out_half, r_in_half=r_in_half, r_out=r_out_half, r_in=r_in_half)
+        cortex_hu = scan_blur_and_density(prof, radii, prov)[1]
+        if not np.isfinite(cortex_hu):
+            cortex_hu = cortical_density(pval[found])
+    # blur-corrected edges from the profile moments (rays with a canal)
+    r_out = r_out_half.copy()
+    r_in = r_in_half.copy()
+    idx = np.nonzero(dip)[0]
+    if idx.size and np.isfinite(cortex_hu):
+        a = np.maximum(0.0, r_in_half[idx] - MOMENT_INSIDE_MM)
+        rb = radii[bmin_idx[idx]]
+        b = np.clip(rb, r_out_half[idx] + MOMENT_OUTSIDE_MIN_MM, r_out_half[idx] + MOMENT_OUTSIDE_MAX_MM)
+        ia = np.clip(np.round(a / step).astype(int), 0, S - 1)
+        ib = np.clip(np.round(b / step).astype(int), 0, S - 1)
+        P = prof[idx].astype(np.float64)
+        sm = ps[idx]
+        sub = np.arange(len(idx))
+        bg = sm[sub, ib]
+        inner_level = sm[sub, ia]
+        # trapezoid moments of (profile - bg) over [ia, ib] via cumulative sums
+        c0 = np.concatenate([np.zeros((len(idx), 1)), np.cumsum(P, axis=1)], axis=1)
+        c1 = np.concatenate([np.zeros((len(idx), 1)), np.cumsum(P * radii[None, :], axis=1)], axis=1)
+        cr = np.concatenate([[0.0], np.cumsum(radii)])
+        length = ib - ia + 1
+        s0 = c0[sub, ib + 1] - c0[sub, ia] - length * bg
+        s1 = (c1[sub, ib + 1] - c1[sub, ia]) - bg * (cr[ib + 1] - cr[ia])
+        e0 = (P[sub, ia] - bg) + (P[sub, ib] - bg)
+        e1 = (P[sub, ia] - bg) * radii[ia] + (P[sub, ib] - bg) * radii[ib]
+        m0 = (s0 - 0.5 * e0) * step
+        m1 = (s1 - 0.5 * e1) * step
+        k = np.maximum(cortex_hu, pval[idx])
+        for q in range(len(idx)):
+            ro, ri = edges_from_moments(float(m0[q]), float(m1[q]), float(radii[ia[q]]),
+                                        float(inner_level[q] - bg[q]), float(k[q] - bg[q]))
+            # accept only a solution consistent with the image: inside the window, and
+            # within the blur-scale neighbourhood of the half-way edges
+            if (np.isfinite(ro) and np.isfinite(ri) and radii[ia[q]] < ri < ro < radii[ib[q]]
+                    and abs(ro - r_out_half[idx[q]]) < 1.5 and abs(ri - r_in_half[idx[q]]) < 1.5):
+                r_out[idx[q]] = ro
+                r_in[idx[q]] = ri
+    return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
+                    r_out_half=np.where(found, r_out_half, np.nan),
+                    r_in_half=np.where(dip, r_in_half, np.nan),
+                    r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan))
+
+
+def cortical_density(peaks_hu: np.ndarray) -> float:
+    """The scan's cortical density (HU) from the cortical peaks it shows: the median of the
+    highest fifth. A blurred cortex thinner than the blur peaks below its density, so the
+    highest peaks (the thickest cortex) approach it; this is a lower bound when every cortex
+    is thin."""
+    p = np.sort(peaks_hu[np.isfinite(peaks_hu)])
+    if p.size == 0:
+        return float("nan")
+    return float(np.median(p[int(0.8 * p.size):]))
+
+
+def edges_from_moments(m0: float, m1: float, a: float, inner: float, cortex: float) -> Tuple[float, float]:
+    """Solve the two moment equations of a step-cortex profile for (outer, inner) radii.
+
+    With levels relative to the outside (``inner`` = C - B, ``cortex`` = K - B) and the
+    window starting at ``a`` in the canal:
+        m0 = inner (r_i - a) + cortex (r_o - r_i)
+        2 m1 = inner (r_i^2 - a^2) + cortex (r_o^2 - r_i^2)
+    a quadratic in r_i. Returns (NaN, NaN) when there is no consistent solution.
+    """
+    A, B = inner, cortex
+    if B <= 0 or (B - A) / B < 0.1:
+        return np.nan, np.nan
+    p = (m0 + A * a) / B
+    alpha = A * (A - B) / B
+    beta = 2.0 * p * (B - A)
+    gamma = -A * a * a + B * p * p - 2.0 * m1
+    if abs(alpha) < 1e-9:
+        if abs(beta) < 1e-12:
+            return np.nan, np.nan
+        x = -gamma / beta
+        d = p - (A / B) * x
+        return (x + d, x) if (x >= a - 1e-6 and d >= 0) else (np.nan, np.nan)
+    disc = beta * beta - 4 * alpha * gamma
+    if disc < 0:
+        return np.nan, np.nan
+    best = (np.nan, np.nan)
+    for x in ((-beta + np.sqrt(disc)) / (2 * alpha), (-beta - np.sqrt(disc)) / (2 * alpha)):
+        d = p - (A / B) * x
+        if x >= a - 1e-6 and d >= 0:
+            best = (x + d, x)
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# blurred step-cortex model fitted to the profiles (scan blur and cortical density)
+
+_SQRT2 = np.sqrt(2.0)
+
+
+def _phi(x):
+    return np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+
+
+def _Phi(x):
+    from scipy.special import ndtr
+    return ndtr(x)
+
+
+def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     bg: np.ndarray, init: np.ndarray, free=(True, True, True, True, True),
+                     n_iter: int = 25) -> Tuple[np.ndarray, np.ndarray]:
+    """Least-squares fit, per ray, of the blurred step-cortex profile
+
+        f(r) = B + (K - B) Phi((r_o - r) / s) + (C - K) Phi((r_i - r) / s)
+
+    over ``lo <= r <= hi`` with the outside level B = ``bg`` fixed. ``init`` (n, 5) holds
+    (C, r_i, r_o, K, s); ``free`` says which are fitted (Levenberg-Marquardt, all rays at
+    once). Returns (params (n, 5), rms residual (n,))."""
+    n, S = prof.shape
+    th = init.astype(np.float64).copy()
+    w = ((radii[None, :] >= lo[:, None]) & (radii[None, :] <= hi[:, None])).astype(np.float64)
+    fixed = ~np.asarray(free, bool)
+    lam = np.full(n, 1e-2)
+    r = radii[None, :]
+
+    def model(t):
+        C, ri, ro, K, sg = (t[:, q:q + 1] for q in range(5))
+        xo, xi = (ro - r) / sg, (ri - r) / sg
+        return bg[:, None] + (K - bg[:, None]) * _Phi(xo) + (C - K) * _Phi(xi), (xo, xi)
+
+    f, _ = model(th)
+    cost = np.sum(w * (prof - f) ** 2, axis=1)
+    for _ in range(n_iter):
+        f, (xo, xi) = model(th)
+        C, ri, ro, K, sg = (th[:, q:q + 1] for q in range(5))
+        po, pi = _phi(xo), _phi(xi)
+        J = np.stack([_Phi(xi), (C - K) * pi / sg, (K - bg[:, None]) * po / sg, _Phi(xo) - _Phi(xi),
+                      -((K - bg[:, None]) * po * xo + (C - K) * pi * xi) / sg], axis=2)   # (n, S, 5)
+        J[:, :, fixed] = 0.0
+        res = (prof - f) * w
+        JtJ = np.einsum("nsp,nsq->npq", J * w[:, :, None], J)
+        Jtr = np.einsum("nsp,ns->np", J, res)
+        diag = np.einsum("npp->np", JtJ)
+        A = JtJ + (lam[:, None] * (diag + 1e-6))[:, :, None] * np.eye(5)[None]
+        A[:, fixed, fixed] += 1e12
+        step = np.linalg.solve(A, Jtr[:, :, None])[:, :, 0]
+        new = th + step
+        new[:, 4] = np.clip(new[:, 4], 0.05, 3.0)
+        f2, _ = model(new)
+        c2 = np.sum(w * (prof - f2) ** 2, axis=1)
+        better = c2 < cost
+        th[better] = new[better]
+        cost[better] = c2[better]
+        lam = np.where(better, lam * 0.3, lam * 10.0)
+    rms = np.sqrt(cost / np.maximum(w.sum(axis=1), 1))
+    return th, rms
+
+
+def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: "RayEdges", max_rays: int = 600,
+                          ) -> Tuple[float, float]:
+    """(blur sigma mm, cortical density HU) of the scan, from the full model fitted to the
+    canal rays' profiles (both are properties of the scan, shared by all its rays; the median
+    over many rays is robust to the ones the model fits poorly)."""
+    idx = np.nonzero(e.dip)[0]
+    if idx.size < 20:
+        return float("nan"), float("nan")
+    if idx.size > max_rays:
+        idx = idx[np.linspace(0, idx.size - 1, max_rays).astype(int)]
+    ri, ro = e.r_in_half[idx], e.r_out_half[idx]
+    lo = np.maximum(0.0, ri - MOMENT_INSIDE_MM)
+    hi = ro + MOMENT_OUTSIDE_MAX_MM
+    bg = e.outside_hu[idx]
+    ps = prof[idx]
+    C0 = np.array([np.median(ps[q][(radii >= lo[q]) & (radii <= max(lo[q], ri[q] - 0.3))]) if ri[q] - 0.3 > lo[q]
+                   else ps[q][0] for q in range(len(idx))])
+    init = np.stack([C0, ri, ro, e.peak_hu[idx], np.full(len(idx), 0.5)], axis=1)
+    th, rms = fit_cortex_model(ps, radii, lo, hi, bg, init)
+    ok = (th[:, 1] < th[:, 2]) & (th[:, 3] > th[:, 0]) & (th[:, 4] > 0.06) & (th[:, 4] < 2.9) & \
+         (th[:, 2] - th[:, 1] < 4.0) & (th[:, 1] > lo)
+    if ok.sum() < 10:
+        return float("nan"), float("nan")
+    return float(np.median(th[ok, 4])), float(np.median(th[ok, 3]))

@@ -1,0 +1,541 @@
+"""One C2 pedicle isthmus: sweep cross-sections along a rough axis, find the edges in the
+image, locate the narrowest section and report its widths.
+
+The rough axis comes from a mask (any segmenter's, or a quick manual paint) or from a
+trajectory (entry -> target). The mask or trajectory only seeds the axis and bounds the
+search along it; everything else comes from the CT:
+
+1. **Sweep.** Sections perpendicular to the axis every ``step_mm``; rays from each section's
+   centre (slab-averaged profiles, :mod:`.sampling`); edges per ray (:mod:`.edges`).
+2. **Re-centre and re-aim.** Each section is re-centred on its own outer outline and the axis
+   is refitted through the outline centres around the narrowest part, then swept again: a
+   mask shifted by 2 mm or tilted by 10 degrees gives the same sections.
+3. **Narrowest section.** The smallest caliper width of each closed outline (blur-corrected
+   edges) along the axis; a parabola through the profile locates the isthmus; the MPD is the
+   median of the sections within +-0.5 mm. Sections that are solid (no medullary dip on most
+   rays) are measured like the others - as a bony bar - never skipped.
+4. **What a reader reads.** At the isthmus (1 mm running mean): the medullary canal (inner
+   half-way edges, opened with a 0.5 mm disk) and its transverse width (mean of 5 chords along
+   the vertebra's left-right direction projected onto the plane), and the outer transverse
+   width along the same line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import MeasurementError
+from ..progress import ProgressCallback, null_progress
+from ..results import PedicleMeasurement
+from . import edges as _edges
+from . import widths as _w
+from .axis import (axis_angles_deg, crop_to_mask, mask_points, pedicle_axis_from_mask, section_basis,
+                   slab_centroid, trajectory_axis)
+from .sampling import DIRS2, N_RAYS, RADII, local_ct, ray_profiles
+
+SECTION_STEP_MM = 0.25
+#: A section counts when an outer edge was found on this share of its rays (the rest
+#: interpolated over gaps of at most widths.MAX_GAP_DEG).
+MIN_FOUND_FRACTION = 0.6
+#: A section is solid (no medullary canal) when fewer than this share of its rays dip.
+MIN_DIP_FRACTION = 0.5
+#: Axis refit: sections within this distance (mm) of the provisional isthmus; largest change.
+REFIT_HALF_WINDOW_MM = 5.0
+MAX_REFIT_DEG = 20.0
+#: Uncertainty model (mm): base term, resolution term per mm of the coarsest voxel spacing,
+#: and the extra term (in quadrature) for thin or solid isthmi.
+BASE_UNCERTAINTY_MM = 0.2
+RESOLUTION_UNCERTAINTY_PER_MM = 0.2
+SOLID_ISTHMUS_UNCERTAINTY_MM = 0.4
+THIN_ISTHMUS_MM = 3.0
+#: A solid section is measured from its moments (blur-free) when its peak reaches this share
+#: of the scan's cortical density (a cortical bar); otherwise with the half-way edges.
+SOLID_DENSE_FRACTION = 0.8
+#: The reader's running mean of the inner width (mm along the axis).
+RUNNING_MEAN_MM = 1.0
+
+
+@dataclass
+class Section:
+    t_mm: float
+    center: np.ndarray            # LPS
+    closed: bool
+    solid: bool
+    r_out: np.ndarray             # blur-corrected outer radii (N_RAYS), gaps filled
+    r_in: np.ndarray              # blur-corrected inner radii (0 where no canal)
+    r_out_half: np.ndarray        # the reader's half-way outer radii
+    r_in_half: np.ndarray         # the reader's half-way inner radii
+    width: float = np.nan         # smallest outer caliper width (mm)
+
+    @property
+    def outer_pts(self) -> np.ndarray:
+        return DIRS2 * self.r_out[:, None]
+
+    @property
+    def inner_pts(self) -> np.ndarray:
+        ok = np.isfinite(self.r_in) & (self.r_in > 0)
+        return DIRS2[ok] * self.r_in[ok, None]
+
+
+@dataclass
+class _Sweep:
+    sections: List[Section]
+    axis: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    soft_hu: float
+    cortex_hu: float
+
+
+@dataclass
+class _Context:
+    """What the transverse widths need (kept so both sides can share one LR direction)."""
+
+    near: List[Section]
+    axis: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    extra: Dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# public API
+
+
+def measure_pedicle(ct: sitk.Image, mask: sitk.Image, side: str, step_mm: float = SECTION_STEP_MM,
+                    progress: Optional[ProgressCallback] = None,
+                    lr_direction_lps: Optional[Sequence[float]] = None) -> PedicleMeasurement:
+    """Measure one C2 pedicle isthmus, seeded by a pedicle mask.
+
+    Parameters
+    ----------
+    ct : CT in Hounsfield units, any spacing/direction.
+    mask : binary mask of the pedicle (nonzero = pedicle); may be on another grid than ``ct``
+        as long as both describe the same patient space. It seeds the axis and bounds the
+        search along it; the edges come from the CT.
+    side : ``"left"`` or ``"right"`` (patient side).
+    lr_direction_lps : the vertebra's left-right direction for the transverse widths
+        (default: the scanner's x axis; :func:`measure_both` uses the line between the two
+        isthmi).
+
+    Raises
+    ------
+    MeasurementError
+        empty or tiny mask, mask touching the scan edge, no elongated pedicle, or no
+        measurable cortex (e.g. the mask is not on bone).
+    """
+    m, ctx = _measure_mask(ct, mask, side, step_mm, progress)
+    _set_transverse(m, ctx, lr_direction_lps)
+    return m
+
+
+def measure_trajectory(ct: sitk.Image, entry_lps: Sequence[float], target_lps: Sequence[float],
+                       side: str, step_mm: float = SECTION_STEP_MM,
+                       progress: Optional[ProgressCallback] = None,
+                       lr_direction_lps: Optional[Sequence[float]] = None) -> PedicleMeasurement:
+    """Measure one isthmus along an entry -> target trajectory (LPS mm), without any mask.
+
+    The trajectory is the surgeon's planned screw path (entry near the lamina / lateral mass
+    junction, target in the vertebral body); the isthmus is searched between the two points
+    and its centre and axis are found in the image around the line.
+    """
+    m, ctx = _measure_traj(ct, entry_lps, target_lps, side, step_mm, progress)
+    _set_transverse(m, ctx, lr_direction_lps)
+    return m
+
+
+def measure_both(ct: sitk.Image, labels: Optional[sitk.Image] = None, left_label: int = 1,
+                 right_label: int = 2, progress: Optional[ProgressCallback] = None,
+                 trajectories: Optional[Dict[str, Tuple[Sequence[float], Sequence[float]]]] = None,
+                 ) -> Dict[str, PedicleMeasurement]:
+    """Measure both sides from one label map (values ``left_label`` / ``right_label``) or from
+    ``trajectories`` ``{"left": (entry, target), "right": (...)}`` (LPS mm; a side given there
+    is measured along its trajectory instead of its mask).
+
+    The transverse widths of both sides use the vertebra's left-right direction, taken as the
+    line between the two isthmus centres.
+    """
+    trajectories = dict(trajectories or {})
+    out, ctxs = {}, {}
+    for side, value in (("left", left_label), ("right", right_label)):
+        if side in trajectories:
+            entry, target = trajectories[side]
+            out[side], ctxs[side] = _measure_traj(ct, entry, target, side, SECTION_STEP_MM, progress)
+        else:
+            if labels is None:
+                raise MeasurementError(f"No mask and no trajectory for the {side} pedicle.",
+                                       hint="Give a label map or a trajectory for each side.")
+            mask = sitk.Cast(labels == int(value), sitk.sitkUInt8)
+            out[side], ctxs[side] = _measure_mask(ct, mask, side, SECTION_STEP_MM, progress)
+    lr = np.subtract(out["left"].isthmus_center_lps_mm, out["right"].isthmus_center_lps_mm)
+    lr = lr / np.linalg.norm(lr) if np.linalg.norm(lr) > 5.0 else None
+    for side in out:
+        _set_transverse(out[side], ctxs[side], lr)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# seeds
+
+
+def _measure_mask(ct, mask, side, step_mm, progress):
+    label = f"{side} C2 pedicle"
+    mask = crop_to_mask(mask)
+    pts = mask_points(mask, label)
+    axis, centroid = pedicle_axis_from_mask(pts, label)
+    t_vals = (pts - centroid) @ axis
+    t_lo, t_hi = np.percentile(t_vals, [2, 98])
+    if t_hi - t_lo < 2.0:
+        raise MeasurementError(
+            f"The {label} mask is too short along its axis ({t_hi - t_lo:.1f} mm) to find an isthmus.",
+            hint="Check the segmentation: the pedicle mask should cover the pedicle from the "
+                 "lateral mass to the vertebral body.")
+
+    def seed_centre(t: float) -> np.ndarray:
+        return slab_centroid(pts, t_vals, t, centroid, axis)
+
+    return _measure(ct, side, axis, centroid, float(t_lo + 0.5), float(t_hi - 0.5), seed_centre,
+                    step_mm, progress, source="mask")
+
+
+def _measure_traj(ct, entry, target, side, step_mm, progress):
+    label = f"{side} C2 pedicle"
+    axis, e, length = trajectory_axis(entry, target, label)
+    return _measure(ct, side, axis, e, 0.0, length, lambda t: e + t * axis, step_mm, progress,
+                    source="trajectory")
+
+
+# --------------------------------------------------------------------------------------
+# the sweep
+
+
+def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, cortex_hu=None) -> _Sweep:
+    u, v = section_basis(axis)
+    prof = ray_profiles(crop, centres, axis, u, v)
+    if soft_hu is None:
+        soft_hu = _edges.soft_tissue_level(prof)
+    flat = prof.reshape(-1, prof.shape[-1])
+    if cortex_hu is None:
+        e0 = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, np.inf)   # edges without moments
+        cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0)[1]
+        if not np.isfinite(cortex_hu):
+            cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
+    e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
+    sections = []
+    for n, (t, c) in enumerate(zip(t_grid, centres)):
+        sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
+        sections.append(_section(float(t), c, e, sl, flat[sl], cortex_hu))
+    return _Sweep(sections, axis, u, v, soft_hu, cortex_hu)
+
+
+def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
+    found = e.found[sl]
+    dip = e.dip[sl]
+    frac = found.mean()
+    solid = bool(frac >= MIN_FOUND_FRACTION and dip[found].mean() < MIN_DIP_FRACTION) if found.any() else False
+    if solid and np.isfinite(cortex_hu):
+        # solid means a dense (cortical) bar; a centre at cancellous level with no visible
+        # cortex around it is a canal whose wall is below resolution
+        centre_level = float(np.median(prof[:, :5]))
+        solid = centre_level >= SOLID_DENSE_FRACTION * cortex_hu
+    r_out_half = np.where(found, e.r_out_half[sl], np.nan)
+    if solid:
+        r_out = _solid_edges(prof, found, e.r_out_half[sl], e.outside_hu[sl], e.peak_hu[sl], cortex_hu)
+        r_in = np.zeros(N_RAYS)
+        r_in_half = np.zeros(N_RAYS)
+    else:
+        r_out = np.where(found, e.r_out[sl], np.nan)
+        # a ray without a dip in a section with a canal: the canal reaches the surface there
+        # (the ring is open onto the foramen or the cortex is invisibly thin)
+        r_in = np.where(dip, e.r_in[sl], np.where(found, r_out, np.nan))
+        r_in_half = np.where(dip, e.r_in_half[sl], np.where(found, r_out_half, np.nan))
+    closed = frac >= MIN_FOUND_FRACTION
+    out = []
+    for r in (r_out, r_in, r_out_half, r_in_half):
+        rf, ok = _w.fill_gaps(r)
+        closed &= ok
+        out.append(_w.smooth_circular(rf))
+    sec = Section(t_mm=t, center=np.asarray(c, float), closed=bool(closed), solid=solid,
+                  r_out=out[0], r_in=np.minimum(out[1], out[0]), r_out_half=out[2],
+                  r_in_half=np.minimum(out[3], out[2]))
+    if sec.closed:
+        sec.width = _w.min_caliper(sec.outer_pts)[0]
+    return sec
+
+
+def _solid_edges(prof, found, r_half, outside, peak, cortex_hu) -> np.ndarray:
+    """Outer radii of a solid bar from the moments along each diameter (ray k and k + 180°):
+    blur keeps the bar's area (density x width) and centre, whatever its thickness."""
+    half = N_RAYS // 2
+    step = float(RADII[1] - RADII[0])
+    r = np.full(N_RAYS, np.nan)
+    for k in range(half):
+        k2 = k + half
+        if not (found[k] and found[k2]):
+            continue
+        b1 = min(r_half[k] + 1.5, RADII[-1])
+        b2 = min(r_half[k2] + 1.5, RADII[-1])
+        n1, n2 = int(round(b1 / step)), int(round(b2 / step))
+        x = np.concatenate([-RADII[1:n2 + 1][::-1], RADII[:n1 + 1]])
+        y = np.concatenate([prof[k2, 1:n2 + 1][::-1], prof[k, :n1 + 1]])
+        bg = 0.5 * (outside[k] + outside[k2])
+        seen = max(peak[k], peak[k2])
+        if not (np.isfinite(cortex_hu) and seen >= SOLID_DENSE_FRACTION * cortex_hu):
+            continue   # not a dense bar: its level is unknown, keep the half-way edges
+        level = max(cortex_hu, seen) - bg
+        if level <= 0:
+            continue
+        yy = y - bg
+        m0 = float(np.sum(yy) * step - 0.5 * step * (yy[0] + yy[-1]))
+        m1 = float(np.sum(yy * x) * step - 0.5 * step * (yy[0] * x[0] + yy[-1] * x[-1]))
+        width = m0 / level
+        if width <= 0:
+            continue
+        mid = m1 / m0
+        hi, lo = mid + 0.5 * width, mid - 0.5 * width
+        # the bar must lie across the centre and agree with the half-way edges to the blur scale
+        if lo < 0 < hi and abs(hi - r_half[k]) < 1.5 and abs(-lo - r_half[k2]) < 1.5:
+            r[k], r[k2] = hi, -lo
+    return np.where(np.isfinite(r), r, np.where(found, r_half, np.nan))
+
+
+def _recentre(sw: _Sweep) -> np.ndarray:
+    """Section centres moved to the centroid of their outer outline (closed sections)."""
+    out = []
+    for s in sw.sections:
+        if s.closed:
+            reg, ax = _w.region(s.r_out_half, DIRS2, float(np.nanmax(s.r_out_half)) + 0.2)
+            iy, ix = np.nonzero(reg)
+            if iy.size:
+                c2 = np.array([ax[ix].mean(), ax[iy].mean()])
+                out.append(s.center + c2[0] * sw.u + c2[1] * sw.v)
+                continue
+        out.append(s.center)
+    return np.asarray(out)
+
+
+def _profile_min(sections: List[Section]) -> int:
+    w = np.array([s.width if s.closed else np.nan for s in sections])
+    if np.all(np.isnan(w)):
+        return -1
+    sm = _nan_median3(w)
+    return int(np.nanargmin(sm))
+
+
+def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, progress, source):
+    progress = progress or null_progress
+    label = f"{side} C2 pedicle"
+    t_grid = np.arange(t0, t1 + 1e-9, step_mm)
+    if t_grid.size < 5:
+        raise MeasurementError(f"The {label} search range is too short ({t1 - t0:.1f} mm).",
+                               hint="The mask or trajectory must span the isthmus.")
+    line = origin + np.outer([t0, t1], axis)
+    crop = local_ct(ct, line, margin_mm=RADII[-1] + 6.0)
+    spacing = np.asarray(ct.GetSpacing(), dtype=float)
+
+    # pass 1: seed centres, coarse steps; re-centre each section on its outline
+    coarse = t_grid[::2]
+    centres = np.array([seed_centre(t) for t in coarse])
+    sw = _sweep(crop, axis, centres, coarse, cortex_hu=np.inf)
+    progress("measure", 0.2, f"{side}: first sweep")
+    sw = _sweep(crop, axis, _recentre(sw), coarse, sw.soft_hu, cortex_hu=np.inf)
+    i0 = _profile_min(sw.sections)
+    if i0 < 0:
+        raise MeasurementError(
+            f"No cortical bone outline was found around the {label}.",
+            hint="The mask or trajectory may not lie on the pedicle, or the scan is too noisy or "
+                 "coarse. Check the overlay and the scan's bone window.")
+    # re-aim: the line through the outline centres around the narrowest part
+    t_star = sw.sections[i0].t_mm
+    sel = [s for s in sw.sections if s.closed and abs(s.t_mm - t_star) <= REFIT_HALF_WINDOW_MM]
+    new_axis, point = axis, sw.sections[i0].center
+    if len(sel) >= 5:
+        c = np.array([s.center for s in sel])
+        mu = c.mean(axis=0)
+        d = np.linalg.svd(c - mu)[2][0]
+        d = d if d @ axis > 0 else -d
+        if d @ axis >= np.cos(np.radians(MAX_REFIT_DEG)):
+            new_axis, point = d / np.linalg.norm(d), mu
+    # pass 2 along the refined axis, over the same stretch (projected), fine steps
+    ends = origin + np.outer([t0, t1], axis)
+    s0, s1 = ((ends - point) @ new_axis)
+    t2 = np.arange(min(s0, s1), max(s0, s1) + 1e-9, step_mm)
+    centres = point + np.outer(t2, new_axis)
+    sw = _sweep(crop, new_axis, centres, t2, sw.soft_hu)
+    progress("measure", 0.6, f"{side}: second sweep")
+    sw = _sweep(crop, new_axis, _recentre(sw), t2, sw.soft_hu, sw.cortex_hu)
+    return _summarise(sw, side, spacing, source, progress)
+
+
+# --------------------------------------------------------------------------------------
+# the narrowest section
+
+
+def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[PedicleMeasurement, _Context]:
+    label = f"{side} C2 pedicle"
+    secs = sw.sections
+    t_grid = np.array([s.t_mm for s in secs])
+    widths = np.array([s.width if s.closed else np.nan for s in secs])
+    if np.all(np.isnan(widths)):
+        raise MeasurementError(
+            f"No closed cortical outline was found around the {label}.",
+            hint="The mask or trajectory may not lie on the pedicle. Check the overlay.")
+    smooth = _nan_median3(widths)
+    i_min = int(np.nanargmin(smooth))
+    t_star, _ = _quadratic_min(t_grid, smooth, i_min)
+    i_q = int(np.argmin(np.abs(t_grid - t_star)))
+    if np.isfinite(smooth[i_q]):
+        i_min = i_q
+    half = int(round(0.5 * RUNNING_MEAN_MM / max(np.diff(t_grid).mean(), 1e-6))) if len(t_grid) > 1 else 0
+    near = [secs[j] for j in range(max(0, i_min - half), min(len(secs), i_min + half + 1)) if secs[j].closed]
+    near_w = np.array([s.width for s in near])
+    sec = near[int(np.argsort(near_w)[len(near_w) // 2])]
+    mpd, n_dir, pmin, pmax, m2 = _w.min_caliper(sec.outer_pts)
+    perp = np.array([-n_dir[1], n_dir[0]])
+    height = _w.caliper_along(sec.outer_pts, perp)
+    u, v = sw.u, sw.v
+
+    # the medullary canal (blur-corrected edges, opened with the reader's 0.5 mm disk)
+    canal_w, canal_h, empty = [], [], 0
+    for s in near:
+        if s.solid:
+            canal_w.append(0.0)
+            canal_h.append(0.0)
+            empty += 1
+            continue
+        reg, ax = _w.region(s.r_in, DIRS2, float(np.nanmax(s.r_out)) + 0.2, _w.CANAL_OPENING_RADIUS_MM)
+        if not reg.any():
+            empty += 1
+        canal_w.append(_w.chord_widths(reg, ax, n_dir))
+        canal_h.append(_w.chord_widths(reg, ax, perp))
+    inner_w = float(np.mean(canal_w))
+    inner_h = float(np.mean(canal_h))
+    no_canal = bool(empty > len(near) / 2)
+
+    def to_lps(p2: np.ndarray) -> np.ndarray:
+        return sec.center + p2[0] * u + p2[1] * v
+
+    mid = m2 - n_dir * (m2 @ n_dir)
+    e1 = to_lps(mid + n_dir * pmin)
+    e2 = to_lps(mid + n_dir * pmax)
+    center = 0.5 * (e1 + e2)
+    direction3 = n_dir[0] * u + n_dir[1] * v
+
+    warn = []
+    uncertainty = _uncertainty(widths, i_min, spacing)
+    if no_canal or mpd < THIN_ISTHMUS_MM:
+        uncertainty = float(np.hypot(uncertainty, SOLID_ISTHMUS_UNCERTAINTY_MM))
+    if no_canal:
+        warn.append(f"No medullary canal at the {side} isthmus: the narrowest section is solid "
+                    f"bone (a bar {mpd:.1f} mm thick, e.g. over a high-riding vertebral artery) or "
+                    "its canal is narrower than 1 mm. There is no canal to hold a screw: high risk.")
+    elif mpd < THIN_ISTHMUS_MM:
+        warn.append(f"The {side} isthmus is thin (< {THIN_ISTHMUS_MM:.0f} mm): its edges are "
+                    "resolution-limited and the MPD uncertainty is widened.")
+    if i_min <= 1 or i_min >= len(secs) - 2:
+        warn.append(f"The narrowest {side} cross-section lies at the end of the searched stretch: "
+                    "the isthmus may lie outside the segmented pedicle or trajectory.")
+    axis = sw.axis
+    medial, cranial = axis_angles_deg(axis, side)
+    profile = []
+    for s in secs[::2]:
+        row = {"t_mm": float(s.t_mm - t_star),
+               "outer_width_mm": float(s.width) if np.isfinite(s.width) else None,
+               "inner_width_mm": None}
+        if s.closed:
+            row["inner_width_mm"] = 0.0 if s.solid else float(_w.caliper_along(s.inner_pts, n_dir))
+        profile.append(row)
+    progress("measure", 1.0, f"{side}: MPD {mpd:.2f} mm")
+    m = PedicleMeasurement(
+        side=side,
+        mpd_mm=float(mpd),
+        mpd_direction_lps=tuple(float(c) for c in direction3),
+        mpd_endpoints_lps_mm=(tuple(float(c) for c in e1), tuple(float(c) for c in e2)),
+        inner_width_mm=inner_w,
+        outer_height_mm=float(height),
+        inner_height_mm=inner_h,
+        isthmus_center_lps_mm=tuple(float(c) for c in center),
+        axis_lps=tuple(float(c) for c in axis),
+        medial_angle_deg=medial,
+        cranial_angle_deg=cranial,
+        mpd_uncertainty_mm=uncertainty,
+        profile=profile,
+        warnings=warn,
+        no_medullary_canal=no_canal,
+        axis_source=source,
+        cortical_density_hu=float(sw.cortex_hu) if np.isfinite(sw.cortex_hu) else None,
+    )
+    return m, _Context(near=near, axis=axis, u=u, v=v)
+
+
+def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> None:
+    """The reader's transverse widths at the isthmus (1 mm running mean over ``ctx.near``)."""
+    lr = np.array([1.0, 0.0, 0.0]) if lr_direction_lps is None else np.asarray(lr_direction_lps, float)
+    lp = lr - (lr @ ctx.axis) * ctx.axis
+    if np.linalg.norm(lp) < 1e-6:
+        lp = ctx.u
+    l2 = np.array([lp @ ctx.u, lp @ ctx.v])
+    l2 /= np.linalg.norm(l2)
+    inner, outer = [], []
+    for s in ctx.near:
+        ext = float(np.nanmax(s.r_out_half)) + 0.2
+        outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
+        if s.solid:
+            canal = np.zeros_like(outer_reg)
+        else:
+            canal, _ = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM)
+        inner.append(_w.chord_widths(canal, ax, l2))
+        if canal.any():
+            yy, xx = np.nonzero(canal)
+            c2 = np.array([ax[xx].mean(), ax[yy].mean()])
+        else:
+            yy, xx = np.nonzero(outer_reg)
+            c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
+        outer.append(_w.chord_widths(outer_reg, ax, l2, c2, n_chords=1))
+    m.inner_width_transverse_mm = float(np.mean(inner))
+    m.outer_width_transverse_mm = float(np.mean(outer))
+    lp3 = l2[0] * ctx.u + l2[1] * ctx.v
+    m.transverse_direction_lps = tuple(float(c) for c in lp3)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _nan_median3(x: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    for i in range(len(x)):
+        w = x[max(0, i - 1): i + 2]
+        w = w[np.isfinite(w)]
+        out[i] = np.median(w) if (np.isfinite(x[i]) and w.size) else np.nan
+    return out
+
+
+def _quadratic_min(t: np.ndarray, w: np.ndarray, i: int, half_window_mm: float = 3.0) -> Tuple[float, float]:
+    """Vertex (t, width) of a least-squares parabola through the width profile near index i;
+    the sample minimum when the fit is not convex or its vertex leaves the window."""
+    sel = np.isfinite(w) & (np.abs(t - t[i]) <= half_window_mm)
+    if sel.sum() < 5:
+        return float(t[i]), float(w[i])
+    a, b, c = np.polyfit(t[sel] - t[i], w[sel], 2)
+    if a <= 1e-6:
+        return float(t[i]), float(w[i])
+    tv = -b / (2 * a)
+    if abs(tv) > half_window_mm:
+        return float(t[i]), float(w[i])
+    return float(t[i] + tv), float(c - b * b / (4 * a))
+
+
+def _uncertainty(widths: np.ndarray, i: int, spacing: np.ndarray) -> float:
+    """Estimated 1-sigma uncertainty (mm) of the MPD: section-to-section scatter of the width
+    near the isthmus, a resolution term proportional to the coarsest voxel spacing, and a base
+    term (calibrated on the phantom benchmark, ``benchmarks/bench_measure.py``)."""
+    near = widths[max(0, i - 4): i + 5]
+    near = near[np.isfinite(near)]
+    noise = float(np.std(np.diff(near)) / np.sqrt(2)) if near.size > 2 else 0.2
+    resolution = RESOLUTION_UNCERTAINTY_PER_MM * float(np.max(spacing))
+    return float(np.sqrt(BASE_UNCERTAINTY_MM**2 + resolution**2 + noise**2))

@@ -1,0 +1,154 @@
+"""Widths of one cross-section from its edge radii r(theta).
+
+* minimum caliper width (the MPD of a section) over all in-plane directions;
+* the medullary canal as a region (the polygon of the inner edges, opened with a disk: the
+  reader's rule that slit-like leaks narrower than a screw cannot hold one), and its
+  transverse chords;
+* transverse widths: along a given in-plane direction (the vertebra's left-right direction
+  projected onto the section plane) through the canal centroid.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple
+
+import numpy as np
+from matplotlib.path import Path as _MplPath
+from scipy import ndimage
+
+#: Raster pixel (mm) of the canal region and the radius (mm) of the opening disk.
+CANAL_PIXEL_MM = 0.05
+CANAL_OPENING_RADIUS_MM = 0.5
+#: The reader's inner width is the mean of 5 transverse chords around the centroid height.
+N_CHORDS = 5
+CHORD_SPACING_MM = 0.25
+#: Gaps in r(theta) up to this many degrees are interpolated; larger gaps leave the section
+#: open (it is not a closed tube there).
+MAX_GAP_DEG = 40.0
+
+_PHI = np.radians(np.arange(0.0, 180.0, 1.0))
+_NDIRS = np.stack([np.cos(_PHI), np.sin(_PHI)], axis=1)
+
+
+def fill_gaps(r: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """Circular linear interpolation over NaN runs up to MAX_GAP_DEG; (r, closed)."""
+    n = r.size
+    ok = np.isfinite(r)
+    if ok.sum() < 3:
+        return r.copy(), False
+    step = 360.0 / n
+    # longest circular NaN run
+    run, best = 0, 0
+    for x in np.concatenate([~ok, ~ok]):
+        run = run + 1 if x else 0
+        best = max(best, run)
+    best = min(best, n)
+    closed = best * step <= MAX_GAP_DEG
+    idx = np.nonzero(ok)[0]
+    th = np.arange(n, dtype=float)
+    xp = np.concatenate([idx - n, idx, idx + n]).astype(float)
+    fp = np.concatenate([r[idx]] * 3)
+    out = np.interp(th, xp, fp)
+    return (out if closed else np.where(ok, r, np.nan)), bool(closed)
+
+
+def smooth_circular(r: np.ndarray, half: int = 1) -> np.ndarray:
+    """Median over 2*half+1 neighbouring rays, then a 3-ray mean (circular; NaN-aware)."""
+    n = r.size
+    idx = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(r[idx], axis=1)
+        med = np.where(np.isfinite(r), med, np.nan)
+        idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
+        out = np.where(np.isfinite(med), np.nanmean(med[idx3], axis=1), np.nan)
+    return out
+
+
+def min_caliper(pts2: np.ndarray):
+    """(width, direction (2,), min proj, max proj, centroid) of the smallest caliper width."""
+    if len(pts2) < 3:
+        return np.nan, None, None, None, None
+    proj = pts2 @ _NDIRS.T
+    w = proj.max(axis=0) - proj.min(axis=0)
+    k = int(np.argmin(w))
+    return float(w[k]), _NDIRS[k], float(proj[:, k].min()), float(proj[:, k].max()), pts2.mean(axis=0)
+
+
+def caliper_along(pts2: np.ndarray, n: np.ndarray) -> float:
+    if len(pts2) < 3:
+        return 0.0
+    p = pts2 @ n
+    return float(p.max() - p.min())
+
+
+def region(r: np.ndarray, dirs2: np.ndarray, extent_mm: float, opening_mm: float = 0.0):
+    """Boolean raster (pixels CANAL_PIXEL_MM, centred on the section centre) of the polygon
+    r(theta) * dir(theta), optionally opened with a disk of radius ``opening_mm``."""
+    n_px = int(np.ceil(2 * extent_mm / CANAL_PIXEL_MM)) + 1
+    ax = (np.arange(n_px) - (n_px - 1) / 2.0) * CANAL_PIXEL_MM
+    if not np.all(np.isfinite(r)) or np.all(r <= 0):
+        return np.zeros((n_px, n_px), bool), ax
+    poly = dirs2 * np.maximum(r, 0.0)[:, None]
+    # only the pixels inside the polygon's box are tested
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    ix = np.nonzero((ax >= lo[0] - CANAL_PIXEL_MM) & (ax <= hi[0] + CANAL_PIXEL_MM))[0]
+    iy = np.nonzero((ax >= lo[1] - CANAL_PIXEL_MM) & (ax <= hi[1] + CANAL_PIXEL_MM))[0]
+    out = np.zeros((n_px, n_px), bool)   # [y, x]
+    if ix.size == 0 or iy.size == 0:
+        return out, ax
+    gx, gy = np.meshgrid(ax[ix], ax[iy])
+    inside = _MplPath(poly).contains_points(np.stack([gx.ravel(), gy.ravel()], axis=1))
+    out[np.ix_(iy, ix)] = inside.reshape(gy.shape)
+    if opening_mm > 0:
+        rad = int(round(opening_mm / CANAL_PIXEL_MM))
+        yy, xx = np.mgrid[-rad:rad + 1, -rad:rad + 1]
+        disk = xx * xx + yy * yy <= rad * rad
+        out = ndimage.binary_opening(out, structure=disk)
+        # keep the component nearest the centre (the canal, not a detached pocket)
+        lab, nlab = ndimage.label(out)
+        if nlab > 1:
+            c = (n_px - 1) // 2
+            if lab[c, c] > 0:
+                keep = lab[c, c]
+            else:
+                sizes = ndimage.sum(out, lab, range(1, nlab + 1))
+                keep = int(np.argmax(sizes)) + 1
+            out = lab == keep
+    return out, ax
+
+
+def chord_widths(mask: np.ndarray, ax: np.ndarray, direction2: np.ndarray,
+                 centre2: Optional[np.ndarray] = None, n_chords: int = N_CHORDS,
+                 spacing_mm: float = CHORD_SPACING_MM) -> float:
+    """Mean length (mm) of ``n_chords`` chords of the region along ``direction2`` through
+    (offsets across it of) ``centre2`` (default: the region's centroid); 0 for an empty
+    region. Each chord is the run of region pixels that contains the chord's middle point
+    (or the longest run when the middle is outside)."""
+    if not mask.any():
+        return 0.0
+    d = np.asarray(direction2, float) / np.linalg.norm(direction2)
+    perp = np.array([-d[1], d[0]])
+    if centre2 is None:
+        yy, xx = np.nonzero(mask)
+        centre2 = np.array([ax[xx].mean(), ax[yy].mean()])
+    s = np.arange(-ax[-1], ax[-1] + 1e-9, CANAL_PIXEL_MM / 2)
+    lengths = []
+    for k in range(n_chords):
+        off = (k - (n_chords - 1) / 2.0) * spacing_mm
+        pts = centre2[None, :] + off * perp[None, :] + s[:, None] * d[None, :]
+        ix = np.round((pts[:, 0] - ax[0]) / CANAL_PIXEL_MM).astype(int)
+        iy = np.round((pts[:, 1] - ax[0]) / CANAL_PIXEL_MM).astype(int)
+        ok = (ix >= 0) & (ix < len(ax)) & (iy >= 0) & (iy < len(ax))
+        inside = np.zeros(len(s), bool)
+        inside[ok] = mask[iy[ok], ix[ok]]
+        lab, nlab = ndimage.label(inside)
+        if nlab == 0:
+            lengths.append(0.0)
+            continue
+        mid = lab[len(s) // 2]
+        if mid == 0:
+            mid = int(np.argmax(ndimage.sum(inside, lab, range(1, nlab + 1)))) + 1
+        lengths.append(float((lab == mid).sum()) * CANAL_PIXEL_MM / 2)
+    return float(np.mean(lengths))
