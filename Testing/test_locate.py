@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from c2net.errors import GeometryError, LocalisationError
 from c2net.locate import C2Location, locate_c2
-from c2net.locate_volume import check_resolution
+from c2net.locate.volume import check_resolution
 from c2net.phantom import make_phantom
 
 SAMPLE = [(1, None), (3, None), (5, None), (11, "RAI"), (12, "LPI"), (13, "random"),
@@ -185,14 +185,14 @@ def test_cli_prints_and_writes_json(phantom, tmp_path, capsys):
 
 
 def _cue(k, p, lat, arch=True):
-    from c2net.locate_dens import SliceCue
+    from c2net.locate.dens import SliceCue
     return SliceCue(k=k, island=True, width_mm=9.0, area_mm2=60.0, arch_in_front=arch,
                     masses_beside=2, centre_pl=(p, lat))
 
 
 def test_dens_run_survives_a_stray_island():
     """An island elsewhere on one slice (a piece of the arch) does not break the dens column."""
-    from c2net.locate_dens import dens_runs
+    from c2net.locate.dens import dens_runs
     cues = [_cue(k, 50.0, 45.0) for k in range(20, 25)]
     cues += [_cue(25, 40.0, 43.0, arch=False)]            # stray island, 10 mm in front
     cues += [_cue(k, 50.0, 45.0) for k in range(27, 30)]  # the dens goes on above it
@@ -202,7 +202,7 @@ def test_dens_run_survives_a_stray_island():
 
 def test_dens_run_drops_skull_base_bone_touching_its_tip():
     """Bone above the tip that slopes forwards (basion) is cut off, not the whole run dropped."""
-    from c2net.locate_dens import dens_runs
+    from c2net.locate.dens import dens_runs
     cues = [_cue(k, 50.0, 45.0) for k in range(20, 25)]
     cues += [_cue(25 + i, 48.0 - 2.5 * i, 45.0, arch=False) for i in range(3)]
     runs = dens_runs(cues)

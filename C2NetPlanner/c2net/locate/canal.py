@@ -1,7 +1,7 @@
 """Find the spinal canal as a chain of bone-enclosed soft-tissue holes along the body axis.
 
 Works on the localiser's coarse canonical array ``hu[S, P, L]`` (see
-:mod:`c2net.locate_volume`). A voxel is *canal-like* when its density is that of CSF, cord or
+:mod:`c2net.locate.volume`). A voxel is *canal-like* when its density is that of CSF, cord or
 epidural fat and bone blocks every one of the eight in-plane directions within
 ``ENCLOSURE_RADIUS_MM`` (the vertebral foramen is at most ~30 mm across, C1 included). Brain,
 the airway, the mouth and muscle fail one of the two tests; the remaining distractors (dental
@@ -174,3 +174,14 @@ def track_canal(mask: np.ndarray, spacing_mm: float, midline_l: np.ndarray | Non
         k=ks.astype(float), p=np.interp(ks, k[chain], p[chain]),
         lr=np.interp(ks, k[chain], lc[chain]), front_p=np.interp(ks, k[chain], front[chain]),
         area_mm2=area_full, observed=observed)
+
+
+def body_midline(hu: np.ndarray) -> np.ndarray:
+    """Per slice, the L index of the body's centre of mass (patient midline estimate)."""
+    body = hu > -300.0
+    count = body.sum(axis=1)  # [S, L]
+    l_idx = np.arange(hu.shape[2])
+    total = count.sum(axis=1)
+    mid = (count * l_idx).sum(axis=1) / np.maximum(total, 1)
+    mid[total == 0] = 0.5 * hu.shape[2]
+    return mid

@@ -12,8 +12,9 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError, LocalisationError
-from .geometry import index_to_lps, lps_to_index
+from ..errors import InputError, LocalisationError
+from ..geometry import index_to_lps, lps_to_index, physical_bounds
+from .result import ROI_MARGIN_MM, C2Location
 
 #: TotalSegmentator's one-file-per-structure name for C2.
 TOTALSEG_C2_FILE = "vertebrae_C2.nii.gz"
@@ -99,3 +100,31 @@ def voxel_half_extent(mask: sitk.Image) -> np.ndarray:
     """Half a voxel's extent along LPS (mm), to turn voxel centres into a covering box."""
     m = np.abs(np.asarray(mask.GetDirection(), float).reshape(3, 3) @ np.diag(mask.GetSpacing()))
     return 0.5 * m.sum(axis=1)
+
+
+def from_mask(image: sitk.Image, vertebra_mask: MaskInput, c2_label: int | None) -> C2Location:
+    """C2 from a vertebra label map: its voxels give the centre, the top and the box exactly."""
+    mask, label, source = read_vertebra_mask(vertebra_mask, c2_label)
+    pts = mask_points(mask, label)
+    half = voxel_half_extent(mask)
+    lo, hi = pts.min(0) - half, pts.max(0) + half
+    centre = pts.mean(0)
+    tip = pts[np.argmax(pts[:, 2])]
+    blo, bhi = physical_bounds(image)
+    if np.any(centre < blo) or np.any(centre > bhi):
+        raise LocalisationError(
+            "the C2 label of the vertebra mask lies outside the CT's field of view",
+            "check that the mask belongs to this CT (same patient, same frame of reference)",
+            code="c2_not_in_fov")
+    warnings = []
+    if np.any(lo < blo - 1.0) or np.any(hi > bhi + 1.0):
+        raise LocalisationError(
+            "C2 (from the vertebra mask) is only partly inside the CT's field of view",
+            "use a scan that covers the whole of C2", code="c2_partly_in_fov")
+    return C2Location(
+        center_lps_mm=tuple(centre), dens_tip_lps_mm=tuple(tip),
+        roi_min_lps_mm=tuple(lo - ROI_MARGIN_MM), roi_max_lps_mm=tuple(hi + ROI_MARGIN_MM),
+        confidence=1.0, method="vertebra_mask",
+        evidence={"mask": source, "c2_label": label, "c2_voxels": int(len(pts)),
+                  "c2_extent_mm": [round(float(v), 1) for v in hi - lo]},
+        warnings=warnings)

@@ -1,6 +1,7 @@
 """Find the dens of C2 inside the C1 ring, slice by slice along the spinal canal.
 
-On each 1 mm axial slice of the crop (:mod:`c2net.locate_crop`) the bone just anterior to the
+On each 1 mm slice of the crop (:mod:`c2net.locate.crop`, in the spine's own frame: slices
+are perpendicular to the spine, "in front" is towards the vertebral bodies) the bone just anterior to the
 canal is examined. At the level of the C1 ring that bone is the dens: a small, round, isolated
 island (5-14 mm wide) with the anterior arch of C1 in front of it and the lateral masses of C1
 on both sides, separated from it by joint spaces. At every other level the bone in front of
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from .ring import c1_ring_cues, ring_slices
 
 #: HU above which a 1 mm voxel is bone for the island analysis.
 BONE_HU_1MM = 250.0
@@ -139,15 +142,7 @@ def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float
     cue.island = True
     cue.width_mm, cue.area_mm2 = width, area
     cue.centre_pl = (float(pp.mean() + sp_.start), float(ll.mean() + sl_.start))
-    front, l0, l1 = sp_.start, sl_.start, sl_.stop
-    gap = int(round(12.0 / spacing_mm))
-    in_front = lab[max(0, front - gap):front, l0:l1]
-    cue.arch_in_front = bool(np.any((in_front > 0) & (in_front != label)))
-    side = int(round(15.0 / spacing_mm))
-    for a, b in ((max(0, l0 - side), l0), (l1, min(l_dim, l1 + side))):
-        region = lab[sp_, a:b]
-        if np.any((region > 0) & (region != label)):
-            cue.masses_beside += 1
+    cue.arch_in_front, cue.masses_beside = c1_ring_cues(lab, label, sp_, sl_, spacing_mm)
 
 
 #: Largest drift (mm of P or L per mm of S) of a dens run's centre: the dens stands along the
@@ -190,7 +185,7 @@ def dens_runs(cues: list[SliceCue], max_gap: int = 3, min_length: int = 4) -> li
             if t is not None]
     # a dens sits inside the C1 ring: when some run shows the anterior arch or the lateral
     # masses on at least two slices, runs without either (clivus, skull-base bone) are dropped
-    in_ring = [r for r in runs if _ring_slices(r) >= 2]
+    in_ring = [r for r in runs if ring_slices(r) >= 2]
     if in_ring:
         runs = in_ring
     runs.sort(key=lambda r: -r.score)
@@ -214,11 +209,6 @@ def _upright_part(run: DensRun, min_length: int) -> DensRun | None:
             if run_slope(part) <= MAX_RUN_SLOPE:
                 best = part
     return best
-
-
-def _ring_slices(run: DensRun) -> int:
-    """Slices of the run with the C1 anterior arch in front or a lateral mass beside."""
-    return sum(1 for c in run.slices if c.arch_in_front or c.masses_beside)
 
 
 def run_slope(run: DensRun) -> float:

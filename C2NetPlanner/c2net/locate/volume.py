@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import GeometryError
-from .geometry import AIR_HU, canonical_reference
+from ..errors import GeometryError
+from ..geometry import AIR_HU, canonical_reference
 
 #: Spacing (mm) of the localiser's working grid.
 WORK_SPACING_MM = 2.0

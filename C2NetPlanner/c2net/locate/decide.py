@@ -1,0 +1,377 @@
+"""The localiser's decision: read the cues in the spine's frame, answer C2 or refuse truly.
+
+Method (automatic):
+
+1. Refuse scans whose in-plane voxels exceed 1.5 mm (:mod:`c2net.locate.volume`).
+2. Average the scan to a 2 mm canonical grid and follow the spinal canal as the longest
+   coherent chain of soft-tissue holes enclosed by bone (:mod:`c2net.locate.canal`).
+3. Estimate the spine's own frame at C1-C3 (:mod:`c2net.locate.frame`): its axis from the
+   upper canal, its front from the bilateral symmetry of the bone around the canal. A flexed,
+   extended, tilted or turned neck then reads as an upright one.
+4. Resample a 1 mm crop in that frame around the upper canal from the input and look, slice by
+   slice along the spine, for the dens: a small round bone island in front of the canal
+   (:mod:`c2net.locate.dens`) with the C1 anterior arch in front of it and the lateral masses
+   beside it (:mod:`c2net.locate.ring`). The best-scoring upright run is the dens; a run
+   scoring below ``MIN_DENS_SCORE`` is no evidence of one.
+5. The tip: the top of the bone column above the run, plus 1.5 mm (the upper dens touching the
+   C1 arch or the skull base is no island); a column going on > 10 mm is no tip
+   (:mod:`c2net.locate.fov`).
+6. Walk down the anterior column to the C2/C3 disc (:mod:`c2net.locate.disc`). C2's centroid
+   lies about 27 mm below the tip along the spine and 11.5 mm behind the dens axis (adult
+   morphometry); it is re-centred sideways on the bone of a slab at that level.
+7. Wrong-level guard: an answer must show the C1 ring around the dens (arch or lateral masses
+   on at least ``MIN_RING_SLICES`` slices) and, when the disc is seen, a C2 height in the adult
+   range; otherwise the island may be C3's body or C1 bone and the localiser refuses
+   (``c2_not_found``) instead of answering another level.
+8. Refuse when C2 is cut by the field of view (:mod:`c2net.locate.fov`); refuse thick slices
+   (> 3 mm) once C2 is found.
+
+Overrides beat the automatic search (:mod:`c2net.locate.overrides`): a vertebra label map or a
+seed point on C2 (the automatic search is then confined around the seed, and the seed itself
+is used if that fails).
+
+Research use only - not a medical device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import LocalisationError
+from ..geometry import physical_bounds
+from ..progress import ProgressCallback, null_progress
+from .canal import body_midline, canal_like, track_canal
+from .crop import Crop, make_frame_crop
+from .dens import DensRun, dens_runs, run_slope, slice_cues
+from .disc import BODY_MIN_HU, body_below, c2_height
+from .fov import (
+    check_c2_inside_image,
+    check_cut_column_above,
+    column_range,
+    column_top,
+    dens_cut_at_top,
+    no_dens_error,
+)
+from .frame import SpineFrame, estimate_frame
+from .overrides import MaskInput, check_seed, from_mask
+from .result import ROI_MARGIN_MM, C2Location
+from .ring import ring_slices
+from .volume import (
+    MAX_INPLANE_SPACING_MM,
+    MAX_SLICE_SPACING_MM,
+    acquisition_spacing,
+    check_resolution,
+    make_work_volume,
+)
+
+#: C2 centroid relative to the dens tip, in the spine frame (mm): below along the spine axis,
+#: behind the dens axis (means over 40 training phantoms: 27.2 +- 1.9 and 11.5 +- 1.0 mm; adult
+#: morphometry agrees: C2 is ~40 mm from tip to inferior endplate, the arch pulls the centroid
+#: back).
+CENTROID_BELOW_TIP_MM = 27.2
+CENTROID_BEHIND_TIP_MM = 11.5
+#: C2 extent around its centroid in the spine frame (lateral, anterior/posterior, inferior/
+#: superior; mm), from adult morphometry (~70 mm wide across the transverse processes,
+#: ~60 mm deep to the spinous tip, ~45-50 mm tall).
+C2_HALF_WIDTH_MM = 37.0
+C2_ANTERIOR_MM, C2_POSTERIOR_MM = 22.0, 43.0
+C2_INFERIOR_MM, C2_SUPERIOR_MM = 22.0, 32.0
+#: Shortest canal (mm) that counts as a cervical spine.
+MIN_CANAL_MM = 20.0
+#: Least score of a dens run (:class:`c2net.locate.dens.SliceCue`: 1 per island slice, more
+#: with the C1 arch in front or lateral masses beside): a few isolated slices without C1
+#: around them are no evidence of a dens.
+MIN_DENS_SCORE = 5.0
+#: Wrong-level guard: slices of the dens run that must show the C1 ring (arch or a mass).
+MIN_RING_SLICES = 2
+#: How much of the canal (mm below its top) the spine-frame crop covers.
+CROP_CANAL_MM = 150.0
+
+
+# ----------------------------------------------------------------------------- entry point
+def locate_c2(image: sitk.Image, seed_lps_mm=None, vertebra_mask: MaskInput | None = None,
+              c2_label: int | None = None, progress: ProgressCallback | None = None
+              ) -> C2Location:
+    """Find C2 in ``image`` (a CT in HU, any orientation and head pose) or raise why not.
+
+    Raises ``GeometryError`` (``resolution_too_coarse``) for voxels above 1.5 mm in-plane or
+    3 mm between slices, and ``LocalisationError`` with code ``c2_not_in_fov``,
+    ``c2_partly_in_fov``, ``c2_not_found``, ``seed_outside_image`` or ``mask_label_missing``.
+    """
+    progress = progress or null_progress
+    if image.GetDimension() != 3:
+        raise LocalisationError("the image is not 3D", "give a 3D CT volume", code="not_3d")
+    inplane, slab = acquisition_spacing(image)
+    if inplane > MAX_INPLANE_SPACING_MM:
+        check_resolution(image)  # raises resolution_too_coarse
+    progress("locate", 0.05, "checking the input")
+    if vertebra_mask is not None:
+        loc = from_mask(image, vertebra_mask, c2_label)
+    elif seed_lps_mm is not None:
+        seed = check_seed(image, seed_lps_mm)
+        loc = _from_seed(image, seed, progress)
+    else:
+        loc = _automatic(image, progress)
+    if slab > MAX_SLICE_SPACING_MM:
+        check_resolution(image)  # C2 is there, but too coarsely sampled to measure
+    loc.evidence["spacing_mm"] = {"inplane": round(inplane, 3), "slice": round(slab, 3)}
+    progress("locate", 1.0, f"C2 found ({loc.method}, confidence {loc.confidence:.2f})")
+    return loc
+
+
+def _from_seed(image: sitk.Image, seed: np.ndarray, progress: ProgressCallback) -> C2Location:
+    """Search for the dens near the seed; fall back to a generous box around the seed."""
+    try:
+        loc = _automatic(image, progress, near=seed)
+        if np.linalg.norm(np.asarray(loc.center_lps_mm) - seed) <= 45.0:
+            loc.method = "seed"
+            loc.evidence["seed_lps_mm"] = [round(float(v), 2) for v in seed]
+            loc.evidence["seed_use"] = "automatic search confined around the seed"
+            loc.confidence = max(loc.confidence, 0.8)
+            return loc
+    except LocalisationError as exc:
+        if exc.code == "c2_partly_in_fov":
+            raise
+    reach = np.array([45.0, 45.0, 45.0])
+    blo, bhi = physical_bounds(image)
+    return C2Location(
+        center_lps_mm=tuple(seed), dens_tip_lps_mm=None,
+        roi_min_lps_mm=tuple(np.maximum(seed - reach, blo)),
+        roi_max_lps_mm=tuple(np.minimum(seed + reach, bhi)),
+        confidence=0.6, method="seed",
+        evidence={"seed_lps_mm": [round(float(v), 2) for v in seed],
+                  "seed_use": "no dens found near the seed: the box is centred on the seed"},
+        warnings=["C2 was not recognised around the seed; the region of interest is a "
+                  f"{2 * reach[0]:.0f} mm box centred on the seed point"])
+
+
+# ----------------------------------------------------------------------------- automatic
+def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray | None = None
+               ) -> C2Location:
+    progress("locate", 0.1, "resampling to a 2 mm canonical grid")
+    wv = make_work_volume(image)
+    progress("locate", 0.3, "following the spinal canal")
+    mask = canal_like(wv.hu, wv.spacing_mm)
+    if near is not None:  # confine the search to 70 mm around the seed
+        k, p, lat = np.round(wv.lps_to_index(near)).astype(int)
+        r = int(70.0 / wv.spacing_mm)
+        box = np.zeros_like(mask)
+        box[max(0, k - r):k + r + 1, max(0, p - r):p + r + 1, max(0, lat - r):lat + r + 1] = True
+        mask &= box
+    track = track_canal(mask, wv.spacing_mm, body_midline(wv.hu))
+    if track is None or track.length_mm * wv.spacing_mm < MIN_CANAL_MM:
+        scan_lo, scan_hi = physical_bounds(image)
+        raise LocalisationError(
+            "C2 is not in the field of view: no cervical spinal canal was found "
+            f"(the scan covers z {scan_lo[2]:.0f} to {scan_hi[2]:.0f} mm LPS).",
+            "Use a scan that covers the upper neck (C1 to C3), or give a seed point on C2.",
+            code="c2_not_in_fov")
+    track_pts = wv.index_to_lps(np.stack([track.k, track.p, track.lr], axis=1))
+    progress("locate", 0.45, "estimating the spine's own frame")
+    frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts, track.observed,
+                           track.area_mm2)
+    progress("locate", 0.55, "looking for the dens inside the C1 ring")
+    length_mm = track.length_mm * wv.spacing_mm
+    evidence = {
+        "canal": {"length_mm": round(length_mm, 1),
+                  "observed_fraction": round(float(track.observed.mean()), 3),
+                  "top_lps_mm": [round(float(v), 1) for v in track_pts[-1]],
+                  "bottom_lps_mm": [round(float(v), 1) for v in track_pts[0]]},
+    }
+    # read the cues in the spine's frame; where that finds no dens and the frame is not the
+    # scanner's, read them along the scanner's axes too (a frame estimate off by a few degrees
+    # on thick slices can blur the joint spaces that make the dens an island)
+    frames = [frame]
+    if frame.tilt_deg > 3.0 or abs(frame.turn_deg) > 3.0:
+        frames.append(SpineFrame(rotation=np.eye(3), tilt_deg=0.0, turn_deg=0.0,
+                                 symmetry=frame.symmetry, source="scanner axes"))
+    first_error = None
+    for used in frames:
+        crop, candidates, runs = _dens_search(image, used, track_pts)
+        evidence["spine_frame"] = used.evidence()
+        evidence["dens_candidates"] = len(candidates)
+        evidence["dens_candidates_rejected"] = len(
+            [r for r in candidates if r.score >= MIN_DENS_SCORE]) - len(runs)
+        if not runs:
+            first_error = first_error or no_dens_error(image, track_pts, frame.rotation[:, 2],
+                                                       length_mm)
+            continue
+        check_cut_column_above(crop, runs[0], candidates)
+        # best first; a run that fails as a dens (no tip above it, no C1 ring) is another
+        # structure, and the next may be the dens. A cut C2 is cut in any frame: that refusal
+        # stands; "not found" may be the frame's fault, so the scanner's axes are read next.
+        for run in runs:
+            try:
+                return _c2_from_dens(image, crop, used, run, runs, evidence, progress)
+            except LocalisationError as exc:
+                if exc.code != "c2_not_found":
+                    raise
+                first_error = first_error or exc
+    raise first_error
+
+
+def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
+                 ) -> tuple[Crop, list[DensRun], list[DensRun]]:
+    """A 1 mm crop in ``frame`` around the upper canal, every dens-like run found in it, and
+    the runs that may be the dens (best first).
+
+    The dens is C2's peg: a run scoring below ``MIN_DENS_SCORE``, one with no body under it
+    (:func:`c2net.locate.disc.body_below`) or one starting above the canal's top (the C1 ring
+    encloses the canal around the dens base) is not (skull-base or C1 bone, or noise)."""
+    rot = frame.rotation
+    top = track_pts[np.argmax(track_pts @ rot[:, 2])]
+    u = (track_pts - top) @ rot
+    u = u[u[:, 2] >= -CROP_CANAL_MM]
+    lo = u.min(0) - np.array([45.0, 45.0, 10.0])
+    hi = u.max(0) + np.array([45.0, 40.0, 60.0])  # the canal may be lost at C2: look above
+    crop = make_frame_crop(image, top, rot, lo, hi)
+    ci = crop.lps_to_index(top + u @ rot.T)
+    ks = np.arange(crop.hu.shape[0], dtype=float)
+    order = np.argsort(ci[:, 0])
+    # above the track's top keep its last centre; below its bottom leave it unknown
+    centre_p = np.interp(ks, ci[order, 0], ci[order, 1], left=np.nan)
+    centre_l = np.interp(ks, ci[order, 0], ci[order, 2], left=np.nan)
+    cues = slice_cues(crop.hu, centre_p, centre_l, crop.spacing_mm)
+    candidates = dens_runs(cues)
+    canal_top_k = float(ci[:, 0].max())
+    runs = [r for r in candidates if r.score >= MIN_DENS_SCORE and r.k_lo <= canal_top_k
+            and not body_below(crop, r) < BODY_MIN_HU]
+    return crop, candidates, runs
+
+
+def _run_axis(run: DensRun) -> np.ndarray:
+    """Unit vector (crop [S, P, L] index space) along the dens, pointing up: the local spine
+    axis, used to step from the tip down to the body."""
+    k = np.array([c.k for c in run.slices], float)
+    pl = np.array([c.centre_pl for c in run.slices], float)
+    if len(k) < 4 or np.ptp(k) < 3:
+        return np.array([1.0, 0.0, 0.0])
+    sp = np.polyfit(k, pl[:, 0], 1)[0]
+    sl = np.polyfit(k, pl[:, 1], 1)[0]
+    # half-way to the frame's axis: a short run's slope is noisy
+    v = np.array([1.0, 0.5 * np.clip(sp, -0.4, 0.4), 0.5 * np.clip(sl, -0.3, 0.3)])
+    return v / np.linalg.norm(v)
+
+
+def confidence(run: DensRun, runs: list[DensRun], disc_found: bool, frame: SpineFrame) -> float:
+    """0..1 from the evidence seen: the dens run's length, the C1 arch in front and the lateral
+    masses beside it, the C2/C3 disc at a C2 height, the margin over the runner-up and how
+    clearly the spine's mirror plane was found."""
+    arch = float(np.mean([c.arch_in_front for c in run.slices]))
+    masses = float(np.mean([c.masses_beside for c in run.slices])) / 2.0
+    n = len(run.slices)
+    margin = run.score - (runs[1].score if len(runs) > 1 else 0.0)
+    value = (0.3 + 0.2 * min(1.0, n / 10.0) + 0.15 * arch + 0.1 * masses + 0.1 * disc_found
+             + 0.1 * min(1.0, margin / 10.0) + 0.05 * float(np.clip(frame.symmetry, 0.0, 1.0)))
+    return float(np.clip(value, 0.0, 1.0))
+
+
+def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun,
+                  runs: list[DensRun], evidence: dict, progress: ProgressCallback
+                  ) -> C2Location:
+    sp = crop.spacing_mm
+    k_bottom, k_top = column_range(crop, run)
+    k_end = column_top(crop, run, k_top)
+    if k_end >= k_top - 2 and dens_cut_at_top(crop, run, k_top):
+        raise LocalisationError(
+            "C2 is not fully in the field of view: the dens reaches the top of the scan "
+            f"(bone column up to z {crop.index_to_lps(np.array([k_top, 0, 0]))[2]:.0f} mm LPS).",
+            "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
+    upper = run.slices[-min(len(run.slices), 4):]
+    tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
+    tip_idx = np.array([min(k_end + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])
+    tip = crop.index_to_lps(tip_idx)
+    if ring_slices(run) < MIN_RING_SLICES:
+        raise LocalisationError(
+            f"C2 was not found: a dens-like bone island in front of the canal (top at z "
+            f"{tip[2]:.0f} mm LPS) has no C1 ring around it (anterior arch or lateral masses on "
+            f"{ring_slices(run)} of {len(run.slices)} slices), so it may be another level.",
+            "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra label "
+            "map.", code="c2_not_found")
+    axis = _run_axis(run)
+    # posterior direction perpendicular to the axis
+    post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
+    post /= np.linalg.norm(post)
+    progress("locate", 0.8, "measuring C2 below the dens")
+    height_mm, disc_found, bottom_cut = c2_height(crop, tip_idx, axis, k_bottom)
+    if bottom_cut:
+        raise LocalisationError(
+            "C2 is not fully in the field of view: the scan ends inside the body of C2 "
+            f"(dens tip at z {tip[2]:.0f} mm LPS, no C2/C3 disc above the scan's lower edge).",
+            "Use a scan that extends below C2 (to C3), or give a vertebra label map.",
+            code="c2_partly_in_fov")
+    centre_idx = tip_idx - axis * (CENTROID_BELOW_TIP_MM / sp) + post * (CENTROID_BEHIND_TIP_MM / sp)
+    centre_idx = _bone_recentre(crop, centre_idx)
+    centre = crop.index_to_lps(centre_idx)
+    up_lps, back_lps = crop.vector_to_lps(axis), crop.vector_to_lps(post)
+    lo, hi = _roi(centre, up_lps, back_lps)
+    check_c2_inside_image(image, centre, crop.rotation, C2_HALF_WIDTH_MM, C2_ANTERIOR_MM,
+                          C2_POSTERIOR_MM)
+    arch = float(np.mean([c.arch_in_front for c in run.slices]))
+    masses = float(np.mean([c.masses_beside for c in run.slices])) / 2.0
+    n = len(run.slices)
+    margin = run.score - (runs[1].score if len(runs) > 1 else 0.0)
+    evidence.update({
+        "dens": {"slices": n, "length_mm": round(run.length * sp, 1),
+                 "score": round(run.score, 2), "slope": round(run_slope(run), 3),
+                 "c1_anterior_arch_fraction": round(arch, 3),
+                 "c1_lateral_masses_fraction": round(masses, 3),
+                 "c1_ring_slices": ring_slices(run),
+                 "width_mm": round(float(np.median([c.width_mm for c in run.slices])), 1),
+                 "runner_up_score": round(runs[1].score, 2) if len(runs) > 1 else None},
+        "c2_height_mm": round(height_mm, 1) if height_mm else None,
+        "c2_c3_disc_found": bool(disc_found),
+        "spine_axis_lps": [round(float(v), 3) for v in up_lps],
+    })
+    warnings = []
+    if not disc_found:
+        warnings.append("the C2/C3 disc was not recognised; C2's lower end is estimated")
+    if len(runs) > 1 and margin < 3.0:
+        warnings.append("another dens-like structure scored almost as high; check the region")
+    return C2Location(center_lps_mm=tuple(centre), dens_tip_lps_mm=tuple(tip),
+                      roi_min_lps_mm=tuple(lo), roi_max_lps_mm=tuple(hi),
+                      confidence=confidence(run, runs, disc_found, frame), method="automatic",
+                      evidence=evidence, warnings=warnings)
+
+
+#: Half-height (mm) of the slab whose bone re-centres C2 sideways; at the body level,
+#: 27 mm below the dens tip, the slab holds C2 alone (C1 lies above, the C2/C3 disc ~10 mm below).
+RECENTRE_SLAB_MM = 5.0
+RECENTRE_HALF_WIDTH_MM = 30.0
+
+
+def _bone_recentre(crop: Crop, centre_idx: np.ndarray) -> np.ndarray:
+    """Move the estimate sideways onto the centroid of the bone in a slab at its level (C2 is
+    nearly symmetric; the dens axis extrapolated 27 mm down is not precise sideways)."""
+    sp = crop.spacing_mm
+    k, p, lat = centre_idx
+    half = RECENTRE_SLAB_MM / sp
+    k0, k1 = int(max(0, np.floor(k - half))), int(min(crop.hu.shape[0], np.ceil(k + half) + 1))
+    # body front to spinous tip; +-30 mm sideways keeps the mandible and the neck's edge out
+    p0, p1 = int(max(0, p - C2_ANTERIOR_MM / sp)), int(min(crop.hu.shape[1], p + C2_POSTERIOR_MM / sp))
+    l0, l1 = int(max(0, lat - RECENTRE_HALF_WIDTH_MM / sp)), int(min(
+        crop.hu.shape[2], lat + RECENTRE_HALF_WIDTH_MM / sp))
+    if l0 == 0 or l1 == crop.hu.shape[2]:
+        return centre_idx        # the slab is cut by the crop: its centroid would be biased
+    if k1 <= k0 or p1 <= p0 or l1 <= l0:
+        return centre_idx
+    bone = crop.hu[k0:k1, p0:p1, l0:l1] > 250.0
+    if bone.sum() < 200:
+        return centre_idx
+    out = centre_idx.copy()
+    out[2] = l0 + float(np.nonzero(bone)[2].mean())
+    return out
+
+
+def _roi(centre: np.ndarray, up: np.ndarray, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS box around the C2 box in the spine frame (LPS ``up`` and ``back``
+    directions), plus the margin."""
+    side = np.cross(back, up)
+    corners = []
+    for a in (-C2_HALF_WIDTH_MM, C2_HALF_WIDTH_MM):
+        for b in (-C2_ANTERIOR_MM, C2_POSTERIOR_MM):
+            for c in (-C2_INFERIOR_MM, C2_SUPERIOR_MM):
+                corners.append(centre + a * side + b * back + c * up)
+    corners = np.asarray(corners)
+    return corners.min(0) - ROI_MARGIN_MM, corners.max(0) + ROI_MARGIN_MM
