@@ -21,11 +21,19 @@ Steps (:func:`segment_pedicles`):
 Result: a uint8 ``sitk.Image`` with the CT's geometry: 0 background, 1 C2 pedicle left,
 2 C2 pedicle right (patient sides; the network's classes are trained on patient-left/right
 labels in the canonical LPS frame, which never flips: see :mod:`c2net.geometry`).
+
+Two segmenters (:func:`segment_pedicles_checked`, what ``c2net assess`` runs): the U-Net
+above and the training-free anatomical finder (:mod:`c2net.pedicle_finder`). A side the U-Net
+leaves empty or implausibly small takes the finder's mask; every side the U-Net segments is
+checked against the finder's (:func:`apply_segmentation_check`, after measurement). Each side
+says which segmenter produced its mask (``"unet"`` / ``"anatomical_finder"``).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,6 +43,8 @@ from .errors import InputError, SegmentationError
 from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
+
+UNET, FINDER = "unet", "anatomical_finder"
 
 LEFT, RIGHT = 1, 2
 DEFAULT_ROI_MM = (96, 96, 48)
@@ -188,3 +198,116 @@ def labels_on_input_grid(prob: np.ndarray, clean: np.ndarray, roi: sitk.Image,
             sizes = np.bincount(comp.ravel())[1:]
             labels[(comp > 0) & (comp != 1 + int(np.argmax(sizes)))] = 0
     return paste_region(labels, i0, i1, ct, 0)
+
+
+# ----------------------------------------------------------------------------- two segmenters
+@dataclass
+class SegmentationOutcome:
+    """The pedicle labels (CT grid, 1 left / 2 right) and which segmenter produced each side."""
+
+    labels: sitk.Image
+    segmenter: Dict[str, Optional[str]]       # side -> UNET, FINDER or None (no mask)
+    finder: object                            # c2net.pedicle_finder.FinderResult
+    notes: List[str] = field(default_factory=list)
+    finder_time_s: float = 0.0
+
+
+def _side_volume_mm3(labels: Optional[sitk.Image], value: int) -> float:
+    if labels is None:
+        return 0.0
+    n = int(np.count_nonzero(sitk.GetArrayViewFromImage(labels) == value))
+    return n * float(np.prod(labels.GetSpacing()))
+
+
+def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
+                             model: Optional[OnnxModel] = None, model_dir=None,
+                             threads: Optional[int] = None,
+                             progress: Optional[ProgressCallback] = None) -> SegmentationOutcome:
+    """U-Net segmentation with the anatomical finder as fallback per side (and for the check).
+
+    Raises :class:`SegmentationError` only when neither segmenter finds a pedicle on any side.
+    """
+    from .pedicle_finder import LABELS as FINDER_LABELS, find_pedicles
+
+    progress = progress or null_progress
+    unet: Optional[sitk.Image] = None
+    notes: List[str] = []
+    try:
+        unet = segment_pedicles(ct, c2_center_lps_mm, model=model, model_dir=model_dir,
+                                threads=threads, progress=progress)
+    except SegmentationError as exc:
+        if "outside the scan" in exc.message:
+            raise
+        notes.append(f"U-Net: {exc.message}")
+    progress("segment", 1.0, "anatomical pedicle finder")
+    t0 = time.perf_counter()
+    finder = find_pedicles(ct, c2_center_lps_mm)
+    finder_s = time.perf_counter() - t0
+    segmenter: Dict[str, Optional[str]] = {}
+    unet_arr = None if unet is None else sitk.GetArrayFromImage(unet)
+    finder_arr = None
+    out = np.zeros(sitk.GetArrayViewFromImage(finder.labels).shape, np.uint8)
+    for side, value in (("left", LEFT), ("right", RIGHT)):
+        if _side_volume_mm3(unet, value) >= MIN_PEDICLE_VOXELS:
+            out[unet_arr == value] = value
+            segmenter[side] = UNET
+        elif finder.found(side):
+            if finder_arr is None:
+                finder_arr = sitk.GetArrayFromImage(finder.labels)
+            out[finder_arr == FINDER_LABELS[side]] = value
+            segmenter[side] = FINDER
+            notes.append(f"{side}: the U-Net found no plausible pedicle; the anatomical "
+                         "finder's mask is used")
+        else:
+            segmenter[side] = None
+            notes.append(f"{side}: no pedicle found (U-Net: none; anatomical finder: "
+                         f"{finder.reasons.get(side, 'none')})")
+    if not any(segmenter.values()):
+        raise SegmentationError(
+            "neither the U-Net nor the anatomical finder found a C2 pedicle on either side ("
+            + "; ".join(f"{s}: {finder.reasons.get(s, '')}" for s in ("left", "right")) + ")",
+            "Check that the C2 centre is right (give a seed point) and that the scan is a "
+            "bone-window-capable CT of the cervical spine; or segment the pedicles manually "
+            "and run 'c2net measure' on the mask.")
+    labels = sitk.GetImageFromArray(out)
+    labels.CopyInformation(ct)
+    return SegmentationOutcome(labels=labels, segmenter=segmenter, finder=finder, notes=notes,
+                               finder_time_s=finder_s)
+
+
+def apply_segmentation_check(result) -> None:
+    """Set ``segmenter`` and ``segmentation_check`` on each side of ``result`` (an
+    :class:`c2net.results.Assessment` whose sides are measured).
+
+    A U-Net side is compared with the finder's mask measured the same way
+    (:func:`c2net.pedicle_finder.check.compare_measurements`); a side whose mask came from the
+    finder is flagged: the U-Net saw no pedicle there, so nothing independent confirms it.
+    """
+    from .errors import MeasurementError
+    from .measure import measure_pedicle
+    from .pedicle_finder import LABELS as FINDER_LABELS
+    from .pedicle_finder.check import CHECK, NOT_CHECKED, SegmentationCheck, compare_measurements
+
+    outcome = getattr(result, "segmentation_sources", None)
+    if outcome is None:
+        return
+    t0 = time.perf_counter()
+    for side, sa in result.sides.items():
+        src = outcome.segmenter.get(side)
+        sa.segmenter = src
+        if src is None:
+            sa.segmentation_check = SegmentationCheck(NOT_CHECKED, "no mask on this side")
+        elif src == FINDER:
+            sa.segmentation_check = SegmentationCheck(
+                CHECK, "the U-Net found no pedicle here; the anatomical finder's mask is used "
+                "and nothing independent confirms it: check the segmentation")
+        else:
+            finder_m, reason = None, outcome.finder.reasons.get(side, "")
+            if outcome.finder.found(side):
+                mask = sitk.Cast(outcome.finder.labels == FINDER_LABELS[side], sitk.sitkUInt8)
+                try:
+                    finder_m = measure_pedicle(result.ct, mask, side)
+                except MeasurementError as exc:
+                    reason = f"its mask could not be measured: {exc.message}"
+            sa.segmentation_check = compare_measurements(sa.measurement, finder_m, reason)
+    result.timings_s["segmentation_check"] = (time.perf_counter() - t0) + outcome.finder_time_s

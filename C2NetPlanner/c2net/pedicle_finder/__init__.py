@@ -1,0 +1,146 @@
+"""Training-free anatomical C2 pedicle finder.
+
+Research use only - not a medical device.
+
+Given a CT (HU, any orientation and spacing) and the C2 centre from :func:`c2net.locate.locate_c2`,
+:func:`find_pedicles` finds each C2 pedicle from the anatomy around it and returns masks under
+the same contract as :func:`c2net.segment.segment_pedicles` (uint8 on the CT's grid: 1 = C2
+pedicle left, 2 = right, patient sides):
+
+1. a canonical 1 mm crop around the C2 centre (:func:`c2net.geometry.canonical_crop`);
+2. the scan's own bone levels (:mod:`.levels`): soft tissue, cortex, and the inside-bone level
+   between them; inside-bone mask = above that level, enclosed marrow filled in 3D;
+3. the spinal canal (:mod:`.canal`): the soft-tissue hole the vertebral ring encloses;
+4. per side the foramen transversarium (:mod:`.foramen`), lateral to the pedicle;
+5. per side the cortical tube (:mod:`.tube`): the straight corridor of bone between them,
+   joining the body (anterior) to the articular pillar (posterior), found as the segment of
+   maximum clearance; its constriction is the isthmus.
+
+It is used as the fallback when the U-Net finds nothing on a side and as an independent check
+of every U-Net mask (:mod:`.check`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..geometry import AIR_HU, canonical_crop, to_input_grid
+from .canal import Canal, find_canal
+from .foramen import find_foramen
+from .levels import BoneLevels, bone_levels
+from .tube import Tube, find_tube
+
+__all__ = ["find_pedicles", "FinderResult", "FoundPedicle", "FINDER_ROI_MM", "LABELS"]
+
+#: Canonical crop (x, y, z mm) around the C2 centre: the isthmi lie 12-20 mm either side of
+#: the midline, up to ~12 mm in front of and behind the centroid and within ~10 mm of its level.
+FINDER_ROI_MM = (80, 72, 56)
+LABELS = {"left": 1, "right": 2}
+SIDES = ("left", "right")
+
+
+@dataclass
+class FoundPedicle:
+    """One side's pedicle as the finder sees it (LPS mm)."""
+
+    side: str
+    isthmus_center_lps_mm: tuple
+    axis_lps: tuple                   # unit, posterior -> anterior
+    clearance_mm: float               # radius of the widest straight corridor at the isthmus
+    mask_voxels_1mm: int
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"isthmus_center_lps_mm": [round(float(v), 2) for v in self.isthmus_center_lps_mm],
+                "axis_lps": [round(float(v), 4) for v in self.axis_lps],
+                "clearance_mm": round(float(self.clearance_mm), 2),
+                "mask_voxels_1mm": int(self.mask_voxels_1mm), **self.evidence}
+
+
+@dataclass
+class FinderResult:
+    labels: sitk.Image                                  # uint8 on the CT grid (1 left, 2 right)
+    sides: Dict[str, Optional[FoundPedicle]]
+    reasons: Dict[str, str]                             # why a side was not found
+    levels: Optional[BoneLevels] = None
+    evidence: dict = field(default_factory=dict)
+
+    def found(self, side: str) -> bool:
+        return self.sides.get(side) is not None
+
+
+#: Smoothing (mm) before the inside-bone threshold: scanner noise (10-60 HU) on marrow that
+#: reads only a little above the threshold would punch holes into it.
+SMOOTH_SIGMA_MM = 0.8
+
+
+def solid_bone(hu: np.ndarray, levels: BoneLevels) -> np.ndarray:
+    """Inside-bone mask: above the scan's inside-bone level after light smoothing, marrow
+    enclosed by cortex filled (1 mm canonical array)."""
+    solid = ndimage.gaussian_filter(hu.astype(np.float32), SMOOTH_SIGMA_MM) >= levels.solid_hu
+    return ndimage.binary_fill_holes(solid)
+
+
+def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float]) -> FinderResult:
+    """Find both C2 pedicles of ``ct`` around the C2 centre (LPS mm); never raises for anatomy.
+
+    A side that cannot be found is ``None`` in ``sides`` with its reason in ``reasons``.
+    """
+    centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
+    roi = canonical_crop(ct, centre, FINDER_ROI_MM)
+    hu = sitk.GetArrayFromImage(roi)
+    sides: Dict[str, Optional[FoundPedicle]] = {s: None for s in SIDES}
+    if float(np.mean(hu <= AIR_HU + 1)) > 0.5:
+        return FinderResult(_empty(ct), sides, {s: "the C2 region lies mostly outside the scan"
+                                           for s in SIDES})
+    levels = bone_levels(hu)
+    if not np.isfinite(levels.solid_hu):
+        return FinderResult(_empty(ct), sides, {s: "no bone in the C2 region" for s in SIDES}, levels)
+    solid = solid_bone(hu, levels)
+    # the C2 centre is the crop centre; (row, col) of the expected canal
+    expected = (np.asarray(hu.shape[1:], float) - 1.0) / 2.0
+    canal = find_canal(solid, expected, (hu.shape[0] - 1) / 2.0, hu, levels.soft_max_hu)
+    evidence = {"bone_levels_hu": levels.to_dict(), "canal_slices": int(canal.slices.size)}
+    if not canal.found:
+        return FinderResult(_empty(ct), sides, {s: "no closed spinal canal found at C2" for s in SIDES},
+                            levels, evidence)
+    clear = ndimage.distance_transform_edt(solid).astype(np.float32)
+    canal_dist = ndimage.distance_transform_edt(~canal.mask).astype(np.float32)
+    k_lo, k_hi = max(int(canal.slices.min()) - 2, 0), min(int(canal.slices.max()) + 3, hu.shape[0])
+    labels = np.zeros(hu.shape, np.uint8)
+    reasons: Dict[str, str] = {}
+    for side in SIDES:
+        foramen = find_foramen(solid, canal, side, np.arange(k_lo, k_hi))
+        tube = find_tube(solid, clear, canal, foramen, canal_dist, side)
+        if tube is None or not tube.mask.any():
+            reasons[side] = "no corridor of bone between the canal and the foramen"
+            continue
+        labels[tube.mask & (labels == 0)] = LABELS[side]
+        sides[side] = _found(roi, tube)
+    lab_img = sitk.GetImageFromArray(labels)
+    lab_img.CopyInformation(roi)
+    out = to_input_grid(lab_img, ct, "nearest")
+    return FinderResult(sitk.Cast(out, sitk.sitkUInt8), sides, reasons, levels, evidence)
+
+
+def _found(roi: sitk.Image, tube: Tube) -> FoundPedicle:
+    q = tube.isthmus_kji[::-1]                     # (i, j, k) = (x, y, z) on the 1 mm crop
+    p = np.asarray(roi.TransformContinuousIndexToPhysicalPoint([float(v) for v in q]))
+    axis = tube.axis_kji[::-1].astype(float)       # identity direction, 1 mm: LPS as is
+    axis /= np.linalg.norm(axis)
+    return FoundPedicle(side=tube.side, isthmus_center_lps_mm=tuple(float(v) for v in p),
+                        axis_lps=tuple(float(v) for v in axis), clearance_mm=tube.clearance_mm,
+                        mask_voxels_1mm=int(tube.mask.sum()),
+                        evidence={"medial_deg": tube.medial_deg, "cranial_deg": tube.cranial_deg,
+                                  **tube.evidence})
+
+
+def _empty(ct: sitk.Image) -> sitk.Image:
+    out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    out.CopyInformation(ct)
+    return out

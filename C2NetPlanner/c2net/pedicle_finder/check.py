@@ -1,0 +1,83 @@
+"""The finder as an independent check of a U-Net pedicle mask.
+
+Both masks are measured by the same measurement (:func:`c2net.measure.measure_pedicle`: edges
+from the image, the mask only seeds the axis), so what is compared is where each segmenter
+puts the isthmus and what width the image shows there. Isthmus centres more than
+:data:`MAX_ISTHMUS_DISTANCE_MM` apart or MPDs more than :data:`MAX_MPD_DIFFERENCE_MM` apart
+flag the side "check the segmentation".
+
+Research use only - not a medical device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..results import PedicleMeasurement
+
+MAX_ISTHMUS_DISTANCE_MM = 3.0
+MAX_MPD_DIFFERENCE_MM = 0.5
+
+#: Values of :attr:`SegmentationCheck.status`.
+AGREE = "agree"
+CHECK = "check_the_segmentation"
+NOT_CHECKED = "not_checked"
+
+
+@dataclass
+class SegmentationCheck:
+    status: str                                  # AGREE, CHECK or NOT_CHECKED
+    reason: str = ""
+    isthmus_distance_mm: Optional[float] = None
+    mpd_difference_mm: Optional[float] = None
+    finder_isthmus_center_lps_mm: Optional[tuple] = None
+    finder_mpd_mm: Optional[float] = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.status == CHECK
+
+    def to_dict(self) -> dict:
+        def r(x, nd=3):
+            return None if x is None else round(float(x), nd)
+        return {"status": self.status, "reason": self.reason,
+                "isthmus_distance_mm": r(self.isthmus_distance_mm),
+                "mpd_difference_mm": r(self.mpd_difference_mm),
+                "finder_isthmus_center_lps_mm": None if self.finder_isthmus_center_lps_mm is None
+                else [r(v) for v in self.finder_isthmus_center_lps_mm],
+                "finder_mpd_mm": r(self.finder_mpd_mm),
+                "max_isthmus_distance_mm": MAX_ISTHMUS_DISTANCE_MM,
+                "max_mpd_difference_mm": MAX_MPD_DIFFERENCE_MM}
+
+
+def compare_measurements(unet: Optional[PedicleMeasurement],
+                         finder: Optional[PedicleMeasurement],
+                         finder_reason: str = "") -> SegmentationCheck:
+    """Agreement of the U-Net mask's measurement with the finder mask's on one side."""
+    if finder is None:
+        if unet is None:
+            return SegmentationCheck(NOT_CHECKED, "neither mask could be measured")
+        return SegmentationCheck(
+            CHECK, "the anatomical finder found no pedicle here" +
+            (f" ({finder_reason})" if finder_reason else "") + ": check the segmentation")
+    if unet is None:
+        return SegmentationCheck(CHECK, "the U-Net mask could not be measured but the "
+                                 "anatomical finder's could",
+                                 finder_isthmus_center_lps_mm=finder.isthmus_center_lps_mm,
+                                 finder_mpd_mm=finder.mpd_mm)
+    dist = float(np.linalg.norm(np.subtract(unet.isthmus_center_lps_mm,
+                                            finder.isthmus_center_lps_mm)))
+    dmpd = float(abs(unet.mpd_mm - finder.mpd_mm))
+    reasons = []
+    if dist > MAX_ISTHMUS_DISTANCE_MM:
+        reasons.append(f"isthmus centres {dist:.1f} mm apart (> {MAX_ISTHMUS_DISTANCE_MM:g} mm)")
+    if dmpd > MAX_MPD_DIFFERENCE_MM:
+        reasons.append(f"MPDs {dmpd:.2f} mm apart (> {MAX_MPD_DIFFERENCE_MM:g} mm)")
+    status = CHECK if reasons else AGREE
+    reason = ("U-Net and anatomical finder disagree: " + "; ".join(reasons)) if reasons else \
+        "U-Net and anatomical finder agree"
+    return SegmentationCheck(status, reason, dist, dmpd, finder.isthmus_center_lps_mm,
+                             finder.mpd_mm)

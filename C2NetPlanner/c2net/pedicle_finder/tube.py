@@ -1,0 +1,207 @@
+"""The cortical tube of the pedicle: the straight corridor of bone from the articular pillar to
+the body, between the canal (medial) and the foramen transversarium (lateral).
+
+A screw through the isthmus is a straight line that stays inside bone from the pillar to the
+body; the isthmus is the constriction along it. So, per side, the tube is found as the line
+segment of maximum clearance: over candidate centres ``p`` next to the canal wall and axis
+directions ``d`` within the range C2 pedicles take (medial 5-45 deg, cranial 0-45 deg, the
+vertebra's own frame being close to the scan's after localisation), the score is the least
+distance to non-bone (canal, foramen, soft tissue: the Euclidean distance transform of the
+inside-bone mask) along ``p + s d``, ``|s| <= SEGMENT_HALF_MM``. The best segment's
+constriction is the isthmus; its clearance is the radius of the largest screw that fits.
+
+Candidate centres: inside bone, 1-8 mm from the canal (the pedicle forms the canal's
+anterolateral wall), on the side's half lateral of the canal centre, no further back than
+the canal centre, medial of the foramen where one is closed on that slice, and on the slices
+where the canal is closed (+-2 slices).
+
+The mask handed to measurement is the inside-bone voxels within ``TUBE_RADIUS_MM`` of the
+axis over ``MASK_HALF_LENGTH_MM`` either side of the isthmus, connected to it: its boundary
+lies on the bone surface where the tube is free (at the isthmus), which is where measurement
+looks for the cortex.
+
+Research use only - not a medical device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from .canal import Canal
+from .foramen import Foramen
+
+SEGMENT_HALF_MM = 6.0
+#: Axis directions searched (deg): coarse grid, then a finer one around the best segments.
+MEDIAL_RANGE_DEG = (10.0, 40.0)
+CRANIAL_RANGE_DEG = (5.0, 45.0)
+COARSE_STEP_DEG = 10.0
+FINE_STEP_DEG = 2.5
+N_REFINED = 40
+#: At the constriction the medial wall is the canal's: the canal lies at most this much (mm)
+#: further from the axis than the nearest non-bone does (a corridor whose constriction is
+#: bounded by soft tissue alone, far from the canal, is not the pedicle).
+CANAL_WALL_MM = 2.5
+#: Candidate centres: distance (mm) from the canal, lateral offset from its centre (mm).
+CANAL_DISTANCE_MM = (1.0, 8.0)
+MIN_LATERAL_MM = 3.0
+#: The isthmus lies at the canal's anterolateral corner: lateral of the canal centre by at
+#: least this share of the canal's half-width (the canal's own size sets the scale).
+MIN_LATERAL_SHARE = 0.6
+MAX_BEHIND_CANAL_CENTRE_MM = 3.0
+#: The least clearance (mm) of a tube: a 1 mm-radius corridor is no pedicle but a crack.
+MIN_CLEARANCE_MM = 0.75
+#: The mask reaches this far (mm) beyond the corridor's clearance from the axis (the outer
+#: cortex of a tube taller than wide lies within it), and at most TUBE_RADIUS_MM.
+MASK_MARGIN_MM = 3.0
+TUBE_RADIUS_MM = 6.0
+MASK_HALF_LENGTH_MM = 9.0
+
+
+@dataclass
+class Tube:
+    side: str
+    isthmus_kji: np.ndarray        # continuous (S, P, L) index of the constriction
+    axis_kji: np.ndarray           # unit direction, posterior -> anterior, in (S, P, L)
+    clearance_mm: float            # least distance to non-bone along the segment
+    mask: np.ndarray               # [S, P, L] bool
+    medial_deg: float
+    cranial_deg: float
+    evidence: dict = field(default_factory=dict)
+
+
+def directions(side: str, medial_deg: np.ndarray, cranial_deg: np.ndarray) -> np.ndarray:
+    """Unit (S, P, L) axis directions (posterior -> anterior) for angle pairs (deg)."""
+    sgn = 1.0 if side == "left" else -1.0
+    m, c = np.radians(medial_deg), np.radians(cranial_deg)
+    return np.stack([np.sin(c), -np.cos(c) * np.cos(m), -sgn * np.cos(c) * np.sin(m)], axis=-1)
+
+
+def _grid(lo_hi: tuple, step: float) -> np.ndarray:
+    return np.arange(lo_hi[0], lo_hi[1] + 1e-9, step)
+
+
+def _segment_clearance(clear: np.ndarray, centres: np.ndarray, dirs: np.ndarray,
+                       s: np.ndarray, order: int) -> np.ndarray:
+    """(N, S) clearance along ``centres[n] + s * dirs[n]`` (nearest voxel or trilinear)."""
+    pts = centres[:, None, :] + s[None, :, None] * dirs[:, None, :]
+    if order == 0:
+        idx = np.rint(pts).astype(np.intp)
+        shape = np.asarray(clear.shape)
+        inside = np.all((idx >= 0) & (idx < shape), axis=-1)
+        idx = np.clip(idx, 0, shape - 1)
+        return np.where(inside, clear[idx[..., 0], idx[..., 1], idx[..., 2]], 0.0)
+    return ndimage.map_coordinates(clear, pts.reshape(-1, 3).T, order=1, mode="constant",
+                                   cval=0.0).reshape(pts.shape[:2])
+
+
+def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
+                      canal_dist: np.ndarray, side: str) -> np.ndarray:
+    """(N, 3) integer (S, P, L) indices where the isthmus centre may lie."""
+    sgn = 1.0 if side == "left" else -1.0
+    n = solid.shape[0]
+    ks = canal.slices
+    zone = np.zeros_like(solid, dtype=bool)
+    k_lo, k_hi = max(int(ks.min()) - 2, 0), min(int(ks.max()) + 3, n)
+    geo = canal.per_slice()
+    rows, cols = np.indices(solid.shape[1:])
+    for k in range(k_lo, k_hi):
+        cr, cc, half = geo[k]
+        z = (solid[k] & (clear[k] >= 1.0)
+             & (canal_dist[k] >= CANAL_DISTANCE_MM[0]) & (canal_dist[k] <= CANAL_DISTANCE_MM[1])
+             & (sgn * (cols - cc) >= max(MIN_LATERAL_MM, MIN_LATERAL_SHARE * half))
+             & (rows - cr <= MAX_BEHIND_CANAL_CENTRE_MM))
+        if np.isfinite(foramen.center_pl[k, 0]):
+            z &= sgn * (cols - foramen.center_pl[k, 1]) < 0
+        zone[k] = z
+    return np.argwhere(zone)
+
+
+def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
+              canal_dist: np.ndarray, side: str) -> Optional[Tube]:
+    """The maximum-clearance corridor of ``side``; None when no corridor of bone is there."""
+    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side)
+    if len(cand) == 0:
+        return None
+    s = np.arange(-SEGMENT_HALF_MM, SEGMENT_HALF_MM + 1e-9, 1.0)
+    # coarse: every candidate centre x a 10 deg direction grid, nearest-voxel clearance
+    mg, cg = np.meshgrid(_grid(MEDIAL_RANGE_DEG, COARSE_STEP_DEG),
+                         _grid(CRANIAL_RANGE_DEG, COARSE_STEP_DEG), indexing="ij")
+    angles = np.stack([mg.ravel(), cg.ravel()], axis=1)
+    dirs = directions(side, angles[:, 0], angles[:, 1])
+    n, m = len(cand), len(dirs)
+    coarse = _segment_clearance(clear, np.repeat(cand, m, 0).astype(float),
+                                np.tile(dirs, (n, 1)), s, order=0).min(axis=1)
+    top = np.argsort(coarse)[::-1][:N_REFINED]
+    # fine: around the best segments, 2.5 deg and +-1 voxel, trilinear clearance
+    fine = np.arange(-COARSE_STEP_DEG, COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
+    shifts = np.argwhere(np.ones((3, 3, 3), bool)) - 1
+    geo = canal.per_slice()
+    sgn = 1.0 if side == "left" else -1.0
+    best = (-1.0, None, None, None)
+    for t in top:
+        p0, a0 = cand[t // m].astype(float), angles[t % m]
+        fm, fc = np.meshgrid(a0[0] + fine, a0[1] + fine, indexing="ij")
+        fa = np.stack([fm.ravel(), fc.ravel()], axis=1)
+        fa = fa[(fa[:, 0] >= MEDIAL_RANGE_DEG[0]) & (fa[:, 0] <= MEDIAL_RANGE_DEG[1])
+                & (fa[:, 1] >= CRANIAL_RANGE_DEG[0]) & (fa[:, 1] <= CRANIAL_RANGE_DEG[1])]
+        fd = directions(side, fa[:, 0], fa[:, 1])
+        cs = p0 + shifts
+        cc = np.repeat(cs, len(fd), 0)
+        dd = np.tile(fd, (len(cs), 1))
+        line = _segment_clearance(clear, cc, dd, s, order=1)
+        sc = line.min(axis=1)
+        jm = np.argmin(line, axis=1)
+        qs = cc + s[jm][:, None] * dd
+        cd = ndimage.map_coordinates(canal_dist, qs.T, order=1, mode="nearest")
+        g = geo[np.clip(np.rint(qs[:, 0]).astype(int), 0, len(geo) - 1)]
+        lateral = sgn * (qs[:, 2] - g[:, 2 - 1]) >= np.maximum(MIN_LATERAL_MM,
+                                                               MIN_LATERAL_SHARE * g[:, 2])
+        sc = np.where((cd - sc <= CANAL_WALL_MM) & lateral, sc, -1.0)
+        i = int(np.argmax(sc))
+        if sc[i] > best[0]:
+            best = (float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
+    score, p, d, line, ang = best
+    if score < MIN_CLEARANCE_MM:
+        return None
+    # the constriction along the best segment (sub-mm: parabola through the least sample)
+    j = int(np.argmin(line))
+    off = 0.0
+    if 0 < j < len(s) - 1:
+        den = line[j - 1] - 2 * line[j] + line[j + 1]
+        if den > 1e-6:
+            off = float(np.clip(0.5 * (line[j - 1] - line[j + 1]) / den, -0.5, 0.5))
+    q = p + (s[j] + off) * d
+    radius = min(score + MASK_MARGIN_MM, TUBE_RADIUS_MM)
+    mask = tube_mask(solid, q, d, radius)
+    return Tube(side=side, isthmus_kji=q, axis_kji=d, clearance_mm=score, mask=mask,
+                medial_deg=float(ang[0]), cranial_deg=float(ang[1]),
+                evidence={"candidates": int(len(cand)), "clearance_mm": round(score, 2),
+                          "foramen_slices": foramen.n_slices})
+
+
+def tube_mask(solid: np.ndarray, q: np.ndarray, d: np.ndarray,
+              radius: float = TUBE_RADIUS_MM) -> np.ndarray:
+    """Inside-bone voxels within the tube radius of the axis ``q + t d``, connected to ``q``."""
+    lo = np.maximum(np.floor(q - MASK_HALF_LENGTH_MM - TUBE_RADIUS_MM).astype(int), 0)
+    hi = np.minimum(np.ceil(q + MASK_HALF_LENGTH_MM + TUBE_RADIUS_MM).astype(int) + 1,
+                    solid.shape)
+    sub = tuple(slice(a, b) for a, b in zip(lo, hi))
+    g = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+    rel = g - q
+    t = rel @ d
+    r = np.linalg.norm(rel - t[..., None] * d, axis=-1)
+    keep = solid[sub] & (np.abs(t) <= MASK_HALF_LENGTH_MM) & (r <= radius)
+    lab, n = ndimage.label(keep)
+    out = np.zeros_like(solid, dtype=bool)
+    if n == 0:
+        return out
+    qi = tuple(np.clip(np.round(q - lo).astype(int), 0, np.asarray(keep.shape) - 1))
+    target = lab[qi]
+    if target == 0:     # the axis point fell on a marrow hole: keep the largest piece
+        target = 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    out[sub] = lab == target
+    return out
