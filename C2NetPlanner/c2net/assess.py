@@ -166,11 +166,14 @@ def assess(
                                path=_opt_path(classifier_model), threads=threads)
         result.models = [seg_model.describe(), cls_model.describe()]
         result.software = software_versions([seg_model, cls_model])
-        with clock.stage("segment", "U-Net on the C2 region"):
-            from .segment import segment_pedicles
+        with clock.stage("segment", "U-Net on the C2 region, anatomical finder beside it"):
+            from .segment import segment_pedicles_checked
 
-            result.segmentation = segment_pedicles(loaded.image, location.center_lps_mm,
-                                                   model=seg_model, progress=progress)
+            outcome = segment_pedicles_checked(loaded.image, location.center_lps_mm,
+                                               model=seg_model, progress=progress)
+            result.segmentation = outcome.labels
+            result.segmentation_sources = outcome
+            result.warnings.extend(outcome.notes)
         _measure_classify_explain(result, settings, cls_model, clock)
         with clock.stage("report", "writing the report"):
             result.timings_s["total"] = time.perf_counter() - t_start
@@ -251,6 +254,9 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
             except MeasurementError as exc:
                 sa.error = exc.to_dict()
                 result.warnings.append(f"{side} pedicle not measured: {exc.message}")
+        from .segment import apply_segmentation_check
+
+        apply_segmentation_check(result)   # which segmenter, and the finder's check per side
         if all(result.sides[s].measurement is None for s in SIDES):
             errs = [result.sides[s].error for s in SIDES]
             raise MeasurementError(

@@ -24,6 +24,7 @@ COLUMNS = [
     "axis_x_lps", "axis_y_lps", "axis_z_lps", "medial_angle_deg", "cranial_angle_deg",
     "verdict_measure", "cutoff_mm", "screw_mm", "verdict_mpd",
     "p_high_risk", "network_threshold", "verdict_network", "agreement",
+    "segmenter", "check_segmentation", "segmentation_check_reason",
     "side_error", "classifier_model_id", "model_ids", "disclaimer",
 ]
 
@@ -75,6 +76,9 @@ def csv_rows(report: Mapping[str, Any], classifier_ids: Optional[Mapping[str, st
             "network_threshold": settings.get("network_threshold"),
             "verdict_network": s.get("verdict_network"),
             "agreement": s.get("agreement"),
+            "segmenter": s.get("segmenter"),
+            "check_segmentation": s.get("check_segmentation"),
+            "segmentation_check_reason": (s.get("segmentation_check") or {}).get("reason"),
             "side_error": err.get("message") if err else None,
             "classifier_model_id": (classifier_ids or {}).get(side),
             "model_ids": model_ids,
