@@ -157,13 +157,13 @@ def test_batch_isolates_failures_and_resumes(phantom_dir, tmp_path, monkeypatch)
     assert status == {"good": "ok", "broken": "error"}
     with (tmp_path / "cohort" / "failures.csv").open() as fh:
         assert [r["case_id"] for r in csv.DictReader(fh)] == ["broken"]
-    # resume: nothing is recomputed
+    # resume: the finished case is kept, only the failed one is run again
     import c2net.batch
 
     calls = []
-    monkeypatch.setattr(c2net.batch, "run_case", lambda *a, **k: calls.append(a) or [])
+    monkeypatch.setattr(c2net.batch, "run_case", lambda c, *a, **k: calls.append(c.case_id) or [])
     rows2 = run_batch(cases, str(tmp_path / "cohort"), resume=True, show_progress=False)
-    assert calls == [] and [r["case_id"] for r in rows2] == [r["case_id"] for r in rows]
+    assert calls == ["broken"] and [r["case_id"] for r in rows2] == ["good", "good"]
 
 
 @pytest.mark.slow

@@ -266,8 +266,11 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
     with clock.stage("classify", "C2-Net per side"):
         for side in SIDES:
             sa = result.sides[side]
+            other = result.sides[SIDES[1 - SIDES.index(side)]].measurement
             if sa.slices is not None:
-                sa.prediction = predict_risk(sa.slices, model=cls_model)
+                sa.prediction = predict_risk(
+                    sa.slices, model=cls_model,
+                    other_isthmus_lps_mm=None if other is None else other.isthmus_center_lps_mm)
     with clock.stage("explain", "attention maps"):
         items = [(result.sides[s].slices, result.sides[s].prediction) for s in SIDES
                  if result.sides[s].prediction is not None]

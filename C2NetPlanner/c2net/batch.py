@@ -61,6 +61,8 @@ class BatchOptions:
     screw_mm: float = 3.5
     verdict_measure: str = "mpd"
     model_dir: Optional[str] = None
+    segmentation_model: Optional[str] = None
+    classifier_model: Optional[str] = None
     threads: Optional[int] = 1
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -175,7 +177,8 @@ def run_case(case: Case, out_root: str, options: BatchOptions) -> List[Dict[str,
                vertebra_mask=case.vertebra_mask, c2_label=case.c2_label,
                cutoff_mm=options.cutoff_mm, screw_mm=options.screw_mm,
                verdict_measure=options.verdict_measure, model_dir=options.model_dir,
-               threads=options.threads, overwrite=True)
+               segmentation_model=options.segmentation_model,
+               classifier_model=options.classifier_model, threads=options.threads, overwrite=True)
     except C2NetError as exc:
         if not (out / "report.json").is_file():   # e.g. the case folder itself was refused
             return [{"case_id": case.case_id, "input": case.input, "status": "error",
@@ -248,6 +251,15 @@ def check_cohort_folder(cases: Sequence[Case], out_root: str, resume: bool = Fal
     * a case folder that is, contains or lies inside an input (any case's);
     * a folder that cannot be written.
     """
+    out = Path(out_root).expanduser()
+    if not (resume or overwrite) and out.is_dir() and any(out.iterdir()):
+        earlier = "an earlier run's summary.csv" if (out / "summary.csv").is_file() else "files"
+        raise OutputError(
+            f"The cohort folder {out} already holds {earlier}; running into it again would "
+            "replace case folders and results.",
+            "Add --resume to finish that run (finished cases are kept, failed and missing ones "
+            "are run), or --overwrite to run these cases again (only this program's files are "
+            "replaced; earlier cases stay in summary.csv), or choose a new folder.")
     root = check_output_folder(out_root, overwrite or resume)
     inputs = [x for c in cases for x in (c.input, c.vertebra_mask)]
     for c in cases:

@@ -12,10 +12,11 @@ all five slices (an 8 x 8 in-plane map, trilinearly upsampled).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
+from .classifier_view import aperture_radius_mm, own_side_view
 from .errors import InputError
 from .models import OnnxModel, load_model
 from .results import SIDES, IsthmusSlices, RiskPrediction
@@ -37,9 +38,20 @@ def _expected_shape(model: OnnxModel):
     return tuple(int(s) for s in shape[2:])
 
 
+def sees_own_side_only(model: OnnxModel) -> bool:
+    """True when the model was trained on the own-side aperture (:mod:`c2net.classifier_view`)."""
+    return model.metadata.get("input", {}).get("view") == "own_side_aperture"
+
+
 def predict_risk(slices: IsthmusSlices, model: Optional[OnnxModel] = None, model_dir=None,
-                 threads: Optional[int] = None) -> RiskPrediction:
-    """P(high risk) (temperature-scaled) and the high-risk Grad-CAM for one side."""
+                 threads: Optional[int] = None,
+                 other_isthmus_lps_mm: Optional[Sequence[float]] = None) -> RiskPrediction:
+    """P(high risk) (temperature-scaled) and the high-risk Grad-CAM for one side.
+
+    A model trained on the own-side aperture sees only this pedicle's neighbourhood: the
+    slices go through :func:`c2net.classifier_view.own_side_view` first, its radius capped by
+    the distance to ``other_isthmus_lps_mm`` (the other side's isthmus centre) when known.
+    """
     if slices.side not in SIDES:
         raise InputError(f"side {slices.side!r} is not 'left' or 'right'")
     hu = np.asarray(slices.hu)
@@ -50,6 +62,9 @@ def predict_risk(slices: IsthmusSlices, model: Optional[OnnxModel] = None, model
     if hu.shape != want:
         raise InputError(f"isthmus slices have shape {hu.shape}, the classifier expects {want}",
                          "Produce them with c2net.measure.isthmus_slices (5 x 64 x 64 at 1 mm).")
+    if sees_own_side_only(model):
+        radius = aperture_radius_mm(slices.slice_centers_lps_mm[0], other_isthmus_lps_mm)
+        hu = own_side_view(hu, radius, slices.pixel_mm)
     x = classifier_input(hu, model)
     name = model.session.get_inputs()[0].name
     logits, cam = model.session.run(["logits", "cam"], {name: x})

@@ -64,10 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"error: the '{name}' command cannot start: {exc}", file=sys.stderr)
-        print("hint: install the optional dependencies, e.g. pip install -e '.[train,eval]'",
-              file=sys.stderr)
-        return 2
+        return _missing_dependency(name, exc)
     parser = argparse.ArgumentParser(prog=f"c2net {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
@@ -78,6 +75,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:   # an optional dependency imported when first needed
+        return _missing_dependency(name, exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -91,6 +90,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("hint: rerun with 'c2net --debug ...' for the traceback and report it.",
               file=sys.stderr)
         return 1
+
+
+#: top-level module -> the pip extra of c2netplanner that installs it
+EXTRAS = {"sklearn": "eval", "scipy": "eval", "statsmodels": "eval", "matplotlib": "eval",
+          "torch": "train", "onnxscript": "train", "dask": "batch", "distributed": "batch",
+          "pytest": "test"}
+
+
+def _missing_dependency(command: str, exc: ImportError) -> int:
+    """A missing optional package: name it and the extra that installs it (exit 2)."""
+    missing = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(missing)
+    print(f"error: 'c2net {command}' needs the Python package '{missing or exc}', which is not "
+          "installed.", file=sys.stderr)
+    if extra:
+        print(f"hint: install the '{extra}' extra: pip install 'c2netplanner[{extra}]' "
+              f"(from a source checkout: pip install -e '.[{extra}]').", file=sys.stderr)
+    else:
+        print("hint: reinstall C2NetPlanner (pip install -e .) in this environment.", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

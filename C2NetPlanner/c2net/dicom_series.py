@@ -162,6 +162,21 @@ class StackGeometry:
         return spread > max(0.01, SPACING_TOLERANCE * self.median_step_mm)
 
     @property
+    def missing_slices(self) -> list:
+        """``[(k, n), ...]``: n slices missing after sorted slice k, or [] when the stack is not
+        a regular series with gaps (every other step equal, each gap a whole multiple of it)."""
+        steps = self.steps_mm
+        step = self.median_step_mm
+        tol = max(0.01, SPACING_TOLERANCE * step)
+        ratio = steps / step
+        gaps = np.flatnonzero(ratio >= 1.5)
+        regular = np.delete(steps, gaps)
+        if (len(gaps) == 0 or regular.size == 0 or float(regular.max() - regular.min()) > tol
+                or np.any(np.abs(ratio[gaps] - np.round(ratio[gaps])) > 0.1)):
+            return []
+        return [(int(k), int(round(ratio[k])) - 1) for k in gaps]
+
+    @property
     def regular_step_mm(self) -> float:
         """Step of the regular grid a correction resamples onto: the finest regular step.
 
@@ -276,7 +291,7 @@ def choose_series(series: Sequence[DicomSeries], series_uid: Optional[str] = Non
                          "'c2net info' on the input to list them.")
     ct = [s for s in series if s.modality == "CT"]
     if ct:
-        return max(ct, key=lambda s: s.n_slices)
+        return max(ct, key=lambda s: s.n_slices)   # first of equals: the caller says it was a tie
     unknown = [s for s in series if s.modality in ("", "OT")]
     if unknown:
         return max(unknown, key=lambda s: s.n_slices)
@@ -505,7 +520,18 @@ def read_series(series: DicomSeries, fill_value: float = -1024.0) -> SeriesVolum
                             "tag_deg": tilt_tag, "description": text})
         warnings.append(text + " (slices shifted to their true positions, axes along the "
                         "slice plane and its normal)")
-    if geom.is_irregular:
+    missing = geom.missing_slices if geom.is_irregular else []
+    if missing:
+        n = sum(m for _, m in missing)
+        where = ", ".join(f"{m} after slice {k + 1}" for k, m in missing[:4])
+        text = (f"{n} slice(s) missing from the series ({where}; the series steps "
+                f"{geom.median_step_mm:.2f} mm): filled by linear interpolation between their "
+                "neighbours; check that no DICOM files were lost")
+        corrections.append({"kind": "missing_slices", "n_missing": n,
+                            "after_slices": [k + 1 for k, _ in missing], "new_step_mm": step,
+                            "description": text})
+        warnings.append(text)
+    elif geom.is_irregular:
         steps = geom.steps_mm
         text = (f"non-uniform slice spacing ({steps.min():.2f}-{steps.max():.2f} mm) resampled "
                 f"to a regular {step:.2f} mm by linear interpolation between slices")

@@ -324,7 +324,10 @@ def _load_dicom(series_list: List[DicomSeries], series_uid: Optional[str], displ
         listing = "; ".join(f"{s.uid} ({s.modality or '?'}, {s.n_slices} slices"
                             + (f", '{s.tag('series_description')}'" if s.tag("series_description")
                                else "") + ")" for s in others)
-        how = "chosen with --series" if series_uid else "the CT series with the most slices"
+        tied = [s for s in others if s.n_slices == chosen.n_slices and s.modality == chosen.modality]
+        how = ("chosen with --series" if series_uid else
+               f"{len(tied) + 1} series tie at {chosen.n_slices} slices: the first found was "
+               "taken; pick one with --series" if tied else "the CT series with the most slices")
         warnings.insert(0, f"{len(series_list)} DICOM series found; loaded {chosen.uid} "
                            f"({chosen.n_slices} slices, {how}); others: {listing}")
     if chosen.excluded:

@@ -77,7 +77,9 @@ class OnnxModel:
         """The identity block that reports carry (id, version, sha256, file, verified)."""
         return {"id": self.id, "kind": self.kind, "version": self.version, "sha256": self.sha256,
                 "file": str(self.path), "verified_against_index": self.verified,
-                "precision": self.metadata.get("precision"), "threads": self.threads}
+                "precision": self.metadata.get("precision"), "threads": self.threads,
+                "basis": (self.entry or {}).get("basis")
+                or "training data: " + str(self.metadata.get("training_data") or "not recorded")}
 
     def run(self, inputs: Dict[str, Any], outputs=None):
         return self.session.run(outputs, inputs)

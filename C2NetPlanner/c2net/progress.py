@@ -107,8 +107,7 @@ def stage_printer(stream: Optional[TextIO] = None, quiet: bool = False) -> Progr
         if fraction <= 0.0 and stage not in started:
             started[stage] = time.perf_counter()
             n = STAGE_NAMES.index(stage) + 1
-            extra = f" ({message})" if message else ""
-            out.write(f"[{n}/{len(STAGES)}] {labels[stage]}{extra} ...")
+            out.write(f"[{n}/{len(STAGES)}] {labels[stage]} ...")
             out.flush()
         elif fraction >= 1.0 and stage in started:
             out.write(f" {time.perf_counter() - started.pop(stage):.2f} s\n")

@@ -19,18 +19,23 @@ def add_decision_arguments(parser) -> None:
     parser.add_argument("--verdict-measure", choices=("mpd", "inner"), default="mpd",
                         help="width the MPD verdict uses: outer MPD (default) or inner (medullary) width")
     parser.add_argument("--model-dir", metavar="DIR", help="folder with models.json (default: the shipped models)")
+    parser.add_argument("--seg-model", metavar="FILE",
+                        help="a segmentation U-Net ONNX file of your own (verified against models.json when listed there)")
+    parser.add_argument("--cls-model", metavar="FILE",
+                        help="a C3D classifier ONNX file of your own (verified against models.json when listed there)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model")
 
 
 def decision_kwargs(args) -> dict:
     return {"cutoff_mm": args.cutoff_mm, "screw_mm": args.screw_mm,
             "verdict_measure": args.verdict_measure, "model_dir": args.model_dir,
+            "segmentation_model": args.seg_model, "classifier_model": args.cls_model,
             "threads": args.threads}
 
 
-def print_summary(result: Assessment, stream=sys.stdout) -> None:
-    """A short human-readable table of both sides."""
-    w = stream.write
+def print_summary(result: Assessment, stream=None) -> None:
+    """A short human-readable table of both sides (on ``stream``, default the current stdout)."""
+    w = (stream or sys.stdout).write
     w(f"C2 pedicle screw assessment  -- {DISCLAIMER}\n")
     s = result.settings
     w(f"verdicts: MPD against the {s.get('cutoff_mm')} mm cutoff and the network, both for a 3.5 mm "

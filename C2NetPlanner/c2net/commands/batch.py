@@ -33,6 +33,7 @@ def run(args) -> int:
         raise InputError("--workers must be at least 1.", hint="Use --workers 1 for an in-process run.")
     options = BatchOptions(cutoff_mm=args.cutoff_mm, screw_mm=args.screw_mm,
                            verdict_measure=args.verdict_measure, model_dir=args.model_dir,
+                           segmentation_model=args.seg_model, classifier_model=args.cls_model,
                            threads=args.threads or 1)
     rows = run_batch(cases, args.out, options, workers=args.workers, scheduler=args.scheduler,
                      resume=args.resume, overwrite=args.overwrite, show_progress=not args.quiet)

@@ -66,12 +66,13 @@ def _sides_table(report: Mapping[str, Any]) -> str:
     rows = S.side_rows(report)
     if not rows:
         return "<p>No side was assessed.</p>"
-    labels = dict(S.TABLE_ROWS)
+    shown = S.table_rows(rows)
+    labels = dict(shown)
     labels.update(S.verdict_labels(report))
     head = "<tr><th></th>" + "".join(
         f"<th>{_e(S.SIDE_SHORT[r.side].upper())} (patient {r.side})</th>" for r in rows) + "</tr>"
     body = []
-    for key, _ in S.TABLE_ROWS:
+    for key, _ in shown:
         cells = "".join(
             f'<td class="{r.flags.get(key, "")}">{_e(r.cells.get(key, "n/a"))}</td>' for r in rows)
         body.append(f"<tr><td>{_e(labels[key])}</td>{cells}</tr>")
@@ -114,12 +115,9 @@ def render_html(report: Mapping[str, Any], images: Optional[Dict[str, Dict[str, 
         alerts = S.side_alerts(report)
         if alerts:
             parts.append(_list(alerts, "flags"))
-        parts.append(
-            "<p class='muted'>Two independent verdicts: the measured narrowest isthmus width "
-            "against the cutoff, and the C2-Net network's calibrated probability. A verdict is "
-            "borderline when the width lies within its measurement uncertainty of the cutoff. "
-            "Angles: medial = convergence towards the midline going anteriorly; cranial = "
-            "elevation going anteriorly. Points are LPS millimetres of the scanner frame.</p>")
+        parts.append(f"<p class='flags'><b>{_e(S.model_basis(report))}</b></p>")
+        parts += [f"<p class='muted'>{_e(t)}</p>" for t in
+                  (S.verdict_basis(report), S.MPD_DEFINITION, S.ANGLE_DEFINITION)]
         for side in SIDES:
             imgs = images.get(side) or {}
             if not imgs:

@@ -107,15 +107,16 @@ def _side_table(fig: Figure, report: Mapping[str, Any], top: float) -> float:
     if not rows:
         _text(fig, 0.06, top, "No side was assessed.", fontsize=10, va="top")
         return top - 0.03
-    labels = dict(S.TABLE_ROWS)
+    shown = S.table_rows(rows)
+    labels = dict(shown)
     labels.update(S.verdict_labels(report))
-    height = (len(S.TABLE_ROWS) + 1) * 0.0175
+    height = (len(shown) + 1) * 0.0175
     ax = fig.add_axes((0.06, top - height, 0.88, height))
     ax.axis("off")
     text = [[pdf_text(labels[k])] + [pdf_text(r.cells.get(k, "n/a")) for r in rows]
-            for k, _ in S.TABLE_ROWS]
+            for k, _ in shown]
     colours = [["#f2f2f2"] + [_FLAG_COLOURS.get(r.flags.get(k, ""), "white") for r in rows]
-               for k, _ in S.TABLE_ROWS]
+               for k, _ in shown]
     head = [""] + [f"{S.SIDE_SHORT[r.side].upper()} (patient {r.side})" for r in rows]
     widths = [0.46] + [0.54 / len(rows)] * len(rows)
     table = ax.table(cellText=text, colLabels=head, cellColours=colours, colWidths=widths,
@@ -129,7 +130,7 @@ def _side_table(fig: Figure, report: Mapping[str, Any], top: float) -> float:
         if c == 0:
             cell.set_text_props(ha="left", fontweight="bold")
             cell.PAD = 0.02
-        elif r > 0 and rows[c - 1].flags.get(S.TABLE_ROWS[r - 1][0]) in ("alert", "borderline"):
+        elif r > 0 and rows[c - 1].flags.get(shown[r - 1][0]) in ("alert", "borderline"):
             cell.set_text_props(fontweight="bold")
     y = top - height - 0.01
     for alert in S.side_alerts(report):
@@ -189,10 +190,24 @@ def _draw_lines(fig: Figure, lines: List[Tuple[str, str]], top: float) -> None:
             y -= _LINE_H
 
 
+def _basis_block(fig: Figure, report: Mapping[str, Any], top: float) -> float:
+    """What the result rests on, the definitions and what "borderline" asks (page 1)."""
+    y = top
+    blocks = [(S.model_basis(report), "#8a0000", "bold"), (S.verdict_basis(report), "#222222", "normal"),
+              (S.MPD_DEFINITION, "#333333", "normal"), (S.ANGLE_DEFINITION, "#333333", "normal")]
+    for text, colour, weight in blocks:
+        for line in textwrap.wrap(text, 140):
+            _text(fig, 0.06, y, line, fontsize=6.8, color=colour, fontweight=weight, va="top")
+            y -= 0.0112
+        y -= 0.003
+    return y
+
+
 def _page_one(report: Mapping[str, Any], images: Dict[str, Dict[str, Image.Image]]) -> Figure:
     fig = _page()
     y = _identifiers(fig, report, 0.915)
     y = _side_table(fig, report, y - 0.006)
+    y = _basis_block(fig, report, y - 0.002)
     views = [images[s]["views"] for s in SIDES if "views" in images.get(s, {})]
     if views:
         bottom_limit = 0.075

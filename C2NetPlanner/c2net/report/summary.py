@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..results import SIDES
+from ..results import SIDES, format_probability
 from .style import SIDE_SHORT, agreement_text, verdict_text
 
 TITLE = "C2 pedicle screw assessment"
@@ -36,6 +36,8 @@ TABLE_ROWS: List[Tuple[str, str]] = [
     ("mpd", "MPD (outer, cortex to cortex)"),
     ("uncertainty", "MPD uncertainty"),
     ("inner", "Inner (medullary) width"),
+    ("outer_transverse", "Outer width, transverse"),
+    ("inner_transverse", "Inner width, transverse"),
     ("height", "Height (outer)"),
     ("medial", "Medial angle"),
     ("cranial", "Cranial angle"),
@@ -43,8 +45,71 @@ TABLE_ROWS: List[Tuple[str, str]] = [
     ("p", "C2-Net p(high risk)"),
     ("verdict_network", "C2-Net verdict"),
     ("agreement", "Agreement"),
+    ("screw_fit", "Screw fit"),
+    ("segmenter", "Pedicle mask from"),
     ("centre", "Isthmus centre (LPS mm)"),
+    ("centre_ras", "Isthmus centre (RAS mm, 3D Slicer)"),
 ]
+
+#: The definitions a reader needs to read the table (page 1 of the PDF, the HTML).
+MPD_DEFINITION = ("MPD (minimum pediculoisthmic diameter): the smallest outer, cortex-to-cortex "
+                  "diameter of the narrowest cross-section of the C2 pedicle isthmus, on the plane "
+                  "perpendicular to the pedicle axis. Inner width: the medullary (cancellous) "
+                  "channel at the same place. Transverse widths: along the vertebra's left-right "
+                  "direction on that plane, as a reader measures them.")
+ANGLE_DEFINITION = ("Medial angle: in the axial plane, between the pedicle axis and straight "
+                    "anterior, positive when the axis converges towards the midline going "
+                    "anteriorly. Cranial angle: elevation of the axis above the axial plane, "
+                    "positive when it rises going anteriorly. LPS: scanner/DICOM millimetres; RAS: "
+                    "the same point as 3D Slicer shows it (x and y negated).")
+
+
+def verdict_basis(report: Mapping[str, Any]) -> str:
+    """One sentence: which verdict rests on what, and what "borderline" asks the surgeon."""
+    st = report.get("settings") or {}
+    measure = "MPD" if st.get("verdict_measure", "mpd") == "mpd" else "inner width"
+    cut = st.get("cutoff_mm")
+    cut_text = f"{cut:.2f} mm" if isinstance(cut, (int, float)) else "the"
+    return (f"Measured-width verdict: the measured {measure} against the {cut_text} cutoff (its "
+            "source under Settings), for a 3.5 mm screw. C2-Net verdict: the network's "
+            "probability from five axial slices around the isthmus, a second, independent "
+            "opinion. Screw fit: your planned screw against the measured MPD. Borderline means "
+            "the width lies within its measurement uncertainty of the cutoff: measure the isthmus "
+            "yourself on oblique reformats before choosing a screw or another fixation.")
+
+
+def model_basis(report: Mapping[str, Any]) -> str:
+    """One line: what the models were trained on and that they are not validated on patients."""
+    parts = []
+    for m in report.get("models") or []:
+        basis = m.get("basis") or "training data not recorded"
+        parts.append(f"{m.get('kind') or m.get('id')}: {basis}")
+    if not parts:
+        return "Models: none used for this result."
+    return "Models: " + "; ".join(parts) + ". Not validated on patients."
+
+
+def _lps_to_ras(c) -> List[float]:
+    return [-float(c[0]), -float(c[1]), float(c[2])]
+
+
+def _fit_text(fit: Optional[Mapping[str, Any]]) -> str:
+    if not fit:
+        return "n/a"
+    words = {"fits": "fits", "does_not_fit": "does not fit", "borderline": "BORDERLINE"}
+    text = (f"{words.get(fit.get('fit'), fit.get('fit'))} (margin {fit.get('margin_mm'):+.2f}, "
+            f"needs {fit.get('required_margin_mm'):.2f} mm)")
+    return text if fit.get("validated") else text + " *"
+
+
+#: Rows shown only when some side has a value (fields that older reports do not carry).
+OPTIONAL_ROWS = ("outer_transverse", "inner_transverse", "segmenter")
+
+
+def table_rows(rows: List["SideRow"]) -> List[Tuple[str, str]]:
+    """:data:`TABLE_ROWS` without the optional rows that no side fills."""
+    return [(k, label) for k, label in TABLE_ROWS
+            if k not in OPTIONAL_ROWS or any(r.cells.get(k, "n/a") != "n/a" for r in rows)]
 
 
 def side_rows(report: Mapping[str, Any]) -> List[SideRow]:
@@ -62,16 +127,31 @@ def side_rows(report: Mapping[str, Any]) -> List[SideRow]:
             cells["mpd"] = _num(s.get("mpd_mm"), unit=" mm")
         cells["uncertainty"] = _num(s.get("mpd_uncertainty_mm"), "\u00b1 {:.2f}", " mm")
         cells["inner"] = _num(s.get("inner_width_mm"), unit=" mm")
+        if s.get("no_medullary_canal"):
+            cells["inner"] = "0 (no medullary canal)"
+            flags["inner"] = "alert"
+        cells["outer_transverse"] = _num(s.get("outer_width_transverse_mm"), unit=" mm")
+        cells["inner_transverse"] = _num(s.get("inner_width_transverse_mm"), unit=" mm")
+        cells["screw_fit"] = _fit_text(s.get("screw_fit"))
+        flags["screw_fit"] = {"does_not_fit": "alert", "borderline": "borderline",
+                              "fits": "ok"}.get((s.get("screw_fit") or {}).get("fit") or "", "")
+        seg = s.get("segmenter")
+        cells["segmenter"] = ({"unet": "U-Net", "anatomical_finder": "anatomical finder"}.get(seg, seg)
+                              if seg else "n/a")
+        if s.get("check_segmentation"):
+            cells["segmenter"] += " - CHECK"
+            flags["segmenter"] = "alert"
         cells["height"] = _num(s.get("height_mm"), unit=" mm")
         cells["medial"] = _num(s.get("medial_angle_deg"), "{:.1f}", "\u00b0")
         cells["cranial"] = _num(s.get("cranial_angle_deg"), "{:.1f}", "\u00b0")
         cells["verdict_mpd"] = verdict_text(s.get("verdict_mpd")).upper() \
             if s.get("verdict_mpd") == "borderline" else verdict_text(s.get("verdict_mpd"))
-        cells["p"] = _num(s.get("p_high_risk"), "{:.3f}")
+        cells["p"] = format_probability(s.get("p_high_risk"))
         cells["verdict_network"] = verdict_text(s.get("verdict_network"))
         cells["agreement"] = agreement_text(s.get("agreement"))
         c = s.get("isthmus_center_lps_mm")
         cells["centre"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in c)
+        cells["centre_ras"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in _lps_to_ras(c))
         for key, code in (("verdict_mpd", s.get("verdict_mpd")),
                           ("verdict_network", s.get("verdict_network"))):
             flags[key] = {"borderline": "borderline", "high_risk": "alert",
@@ -90,7 +170,9 @@ def verdict_labels(report: Mapping[str, Any]) -> Dict[str, str]:
     cut = st.get("cutoff_mm")
     thr = st.get("network_threshold")
     measure = "MPD" if st.get("verdict_measure", "mpd") == "mpd" else "inner width"
+    screw = st.get("screw_mm")
     return {
+        "screw_fit": f"Screw fit ({screw:.1f} mm screw)" if screw is not None else "Screw fit",
         "verdict_mpd": (f"Measured-width verdict ({measure} \u2265 {cut:.2f} mm = low risk)"
                         if cut is not None else "Measured-width verdict"),
         "verdict_network": (f"C2-Net verdict (p \u2265 {thr:.2f} = high risk)"
@@ -117,6 +199,17 @@ def side_alerts(report: Mapping[str, Any]) -> List[str]:
             out.append(f"{name}: the measured width ({_num(s.get('mpd_mm'))} mm "
                        f"\u00b1 {_num(s.get('mpd_uncertainty_mm'))} mm) is within its uncertainty "
                        f"of the {_num(st.get('cutoff_mm'))} mm cutoff: borderline.")
+        fit = s.get("screw_fit") or {}
+        if fit and not fit.get("validated"):
+            out.append(f"{name}: * the screw fit for a {fit.get('screw_mm'):.1f} mm screw carries "
+                       "the 3.5 mm cutoff's bony margin over to another diameter; an "
+                       "extrapolation, not a validated rule.")
+        if s.get("check_segmentation"):
+            out.append(f"{name}: the two segmenters disagree about this pedicle: check the "
+                       "segmentation outline before trusting the numbers.")
+        if s.get("no_medullary_canal"):
+            out.append(f"{name}: no medullary canal at the isthmus (a solid bony bar, e.g. over "
+                       "a high-riding vertebral artery): a screw cannot pass inside the pedicle.")
         if s.get("agreement") == "disagree":
             out.append(f"{name}: the measured-width verdict ({verdict_text(s.get('verdict_mpd'))}) "
                        f"and the network verdict ({verdict_text(s.get('verdict_network'))}) "

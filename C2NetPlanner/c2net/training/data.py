@@ -32,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..classifier_view import APERTURE_RADIUS_MM, aperture_radius_mm, own_side_view
 from ..errors import InputError
 
 WINDOW_LEVEL_HU = 800.0
@@ -41,6 +42,9 @@ HIGH_RISK_CUTOFF_MM = 4.78
 SEG_ROI_MM = (96, 96, 48)
 SEG_JITTER_MM = 6
 CLS_SLICE_SHAPE = (5, 64, 64)
+#: What the classifier is shown of a CT case: the own-side aperture (c2net.classifier_view).
+#: Items given as the paper's five JPEG slices are shown as they are ("full_crop").
+CLS_VIEW = "own_side_aperture"
 LEFT_PEDICLE_LABEL, RIGHT_PEDICLE_LABEL = 2, 3
 
 
@@ -323,13 +327,16 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
     that module exists (the run-time path), else :func:`fallback_isthmus_crop` at the true
     isthmus centre.
     """
-    params = {"v": 1, "shape": list(CLS_SLICE_SHAPE), "measure": bool(use_measure)}
+    params = {"v": 2, "shape": list(CLS_SLICE_SHAPE), "measure": bool(use_measure),
+              "view": CLS_VIEW}
 
     def build():
         truth = case.load_truth()
         ct = sitk.ReadImage(str(case.ct), sitk.sitkFloat32)
         lab = sitk.ReadImage(str(case.labels))
         xs, mpds, sources = [], [], []
+        centres = {sd: (_truth_side(truth, sd).get("isthmus_center_lps_mm")
+                        or truth.get(f"isthmus_center_{sd}_lps_mm")) for sd in ("left", "right")}
         for side, value in (("left", LEFT_PEDICLE_LABEL), ("right", RIGHT_PEDICLE_LABEL)):
             mask = sitk.Cast(lab == value, sitk.sitkUInt8)
             src = "measure"
@@ -347,7 +354,9 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
                 src = "fallback_truth_isthmus" if src == "measure" else src
             if hu.shape != CLS_SLICE_SHAPE:
                 raise InputError(f"isthmus slices have shape {hu.shape}, expected {CLS_SLICE_SHAPE}")
-            xs.append(window_unit(hu))
+            own, other = centres[side], centres["right" if side == "left" else "left"]
+            radius = aperture_radius_mm(own, other) if own is not None else APERTURE_RADIUS_MM
+            xs.append(window_unit(own_side_view(hu, radius)))
             mpds.append(truth_mpd(case, truth, side))
             sources.append(src)
         return {"x": np.stack(xs).astype(np.float32), "mpd": np.asarray(mpds, np.float32),

@@ -73,7 +73,11 @@ def metadata_for(ck: dict, model_id: str, version: str, precision: str) -> dict:
         inp = {"name": "input", "shape": ["batch", 3, d, h, w], "dtype": "float32",
                "spacing_mm": 1.0,
                "layout": "five consecutive 1 mm axial isthmus slices ordered wide->narrow "
-                         "(c2net.results.IsthmusSlices.hu); rows posterior, columns patient left"}
+                         "(c2net.results.IsthmusSlices.hu); rows posterior, columns patient left",
+               "view": ck.get("view", "full_crop")}
+        if inp["view"] == "own_side_aperture":
+            inp["aperture"] = ("circular, radius min(12 mm, half the distance to the other "
+                               "isthmus), 2 mm taper, -200 HU outside (c2net.classifier_view)")
         outputs = [{"name": "logits", "shape": ["batch", 2], "meaning": "raw logits (low, high "
                     "risk); divide by c2net.temperature before the softmax"},
                    {"name": "cam", "shape": ["batch", 2, d, h, w],

@@ -457,6 +457,7 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             "classes": CLS_CLASSES, "cutoff_mm": cfg.cutoff_mm, "config": _config_dict(cfg),
             "split": {"index": cfg.split, "train": split[0], "val": split[1]},
             "training_data": statement, "c2net_version": __version__, "temperature": 1.0,
+            "view": "full_crop" if "slice_images" in ds.source else D.CLS_VIEW,
         }
 
     summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
