@@ -110,13 +110,13 @@ def check_output_folder(out_dir: PathLike, overwrite: bool,
         raise OutputError(f"The output path {out} exists and is not a folder.",
                           "Choose a folder path (it is created if missing).")
     check_not_input(out, inputs)
+    check_writable(out)   # before "not empty": --overwrite would not help an unwritable folder
     present = [n for n in _listing(out) if not n.startswith((TMP_PREFIX, OLD_PREFIX))]
     if present and not overwrite:
         shown = ", ".join(present[:5]) + (" ..." if len(present) > 5 else "")
         raise OutputError(
             f"The output folder {out} already exists and is not empty ({shown}).",
             "Choose a new or empty folder, or add --overwrite (" + OVERWRITE_RULE + ").")
-    check_writable(out)
     return out
 
 

@@ -1,0 +1,89 @@
+"""Messages say what is true and name only options that exist (issue 12)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from c2net.cli import COMMANDS, build_parser
+from c2net.cli import main as cli_main
+from c2net.load import load_ct
+from test_load import write_dicom_series
+
+PACKAGE = Path(__file__).resolve().parents[1] / "C2NetPlanner" / "c2net"
+
+
+def _all_options() -> set:
+    opts = {o for a in build_parser()._actions for o in a.option_strings}
+    for module_name, _ in COMMANDS.values():
+        parser = argparse.ArgumentParser()
+        importlib.import_module(module_name).add_arguments(parser)
+        opts.update(o for a in parser._actions for o in a.option_strings)
+    return opts
+
+
+def test_every_option_a_message_names_exists():
+    known = _all_options()
+    wrong = []
+    for f in PACKAGE.rglob("*.py"):
+        text = f.read_text(encoding="utf-8")
+        if "argparse.ArgumentParser(" in text and f.name != "cli.py":
+            own = set(re.findall(r"add_argument\(\s*\"(--[a-z0-9-]+)\"", text))
+        else:
+            own = set()
+        for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", text):
+            if opt not in known and opt not in own:
+                wrong.append(f"{f.relative_to(PACKAGE)}: {opt}")
+    assert not wrong, wrong
+    assert not [f for f in PACKAGE.rglob("*.py") if "overwrite=True (--overwrite)" in f.read_text()]
+
+
+def test_one_missing_slice_is_called_a_missing_slice(tmp_path):
+    z = [0.0, 0.625, 1.25, 1.875, 3.125, 3.75, 4.375, 5.0]       # the slice at 2.5 mm is gone
+    write_dicom_series(tmp_path / "gap", [np.array([-20.0, -18.0, 5.0 + v]) for v in z])
+    loaded = load_ct(tmp_path / "gap")
+    text = " ".join(loaded.warnings)
+    assert "1 slice(s) missing" in text and "after slice 4" in text and "0.62 mm" in text
+    assert "non-uniform" not in text
+    assert [c["kind"] for c in loaded.info["corrections"]] == ["missing_slices"]
+
+
+def test_a_tie_in_slice_counts_is_called_a_tie(tmp_path):
+    ipps = [np.array([-20.0, -18.0, 5.0 + 2.0 * k]) for k in range(6)]
+    write_dicom_series(tmp_path / "two", ipps, series_uid="1.2.3.1", prefix="A")
+    write_dicom_series(tmp_path / "two", ipps, series_uid="1.2.3.2", prefix="B")
+    loaded = load_ct(tmp_path / "two")
+    text = " ".join(loaded.warnings)
+    assert "2 series tie at 6 slices" in text and "--series" in text
+    assert "most slices" not in text
+
+
+def test_evaluate_without_the_eval_extra_names_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    for name in [m for m in sys.modules if m.startswith("c2net.evaluate") or m == "c2net.commands.evaluate"]:
+        monkeypatch.delitem(sys.modules, name)
+    rc = cli_main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth",
+                   str(tmp_path / "t.csv"), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sklearn" in err and "c2netplanner[eval]" in err
+    assert "unexpected failure" not in err
+
+
+def test_assess_quiet_prints_no_stages(tmp_path, capsys):
+    rc = cli_main(["assess", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "r"),
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "[1/8]" not in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("p, text", [(0.0, "< 0.001"), (1e-5, "< 0.001"), (0.2744, "0.274"),
+                                     (0.99995, "> 0.999"), (1.0, "> 0.999"), (None, "n/a")])
+def test_probabilities_print_with_sensible_precision(p, text):
+    from c2net.results import format_probability
+
+    assert format_probability(p) == text
