@@ -35,6 +35,9 @@ PEAK_DROP_FRACTION = 0.5
 #: fat; noise in soft tissue never makes a peak) and a drop is at least this large (HU).
 MIN_BONE_CONTRAST_HU = 150.0
 MIN_DROP_HU = 100.0
+#: A cortical peak rises above soft tissue by at least this share of the typical (upper-half
+#: median) peak of the same sweep.
+PEAK_LEVEL_FRACTION = 0.4
 #: A ray has a medullary dip when the peak rises above the lowest point inside it by this share
 #: of the peak-to-outside contrast.
 DIP_FRACTION = 0.1
@@ -99,8 +102,9 @@ def _last_crossing_before(p: np.ndarray, stop: np.ndarray, thr: np.ndarray, radi
     return np.where(has, r, np.nan)
 
 
-def find_peaks(p: np.ndarray, soft_hu: float) -> Tuple[np.ndarray, np.ndarray]:
-    """(index of the first significant peak or -1, its value) per ray of smoothed profiles."""
+def find_peaks(p: np.ndarray, soft_hu: float, min_peak_hu: float = -np.inf) -> Tuple[np.ndarray, np.ndarray]:
+    """(index of the first significant peak or -1, its value) per ray of smoothed profiles;
+    a peak must reach ``min_peak_hu``."""
     n, S = p.shape
     cand_val = p[:, 0].copy()
     cand_idx = np.zeros(n, dtype=int)
@@ -117,7 +121,8 @@ def find_peaks(p: np.ndarray, soft_hu: float) -> Tuple[np.ndarray, np.ndarray]:
         dn = act & ~up
         min_since[dn] = np.minimum(min_since[dn], v[dn])
         need = np.maximum(PEAK_DROP_FRACTION * (cand_val - soft_hu), MIN_DROP_HU)
-        hit = dn & (cand_val - min_since >= need) & (cand_val - soft_hu >= MIN_BONE_CONTRAST_HU)
+        hit = dn & (cand_val - min_since >= need) & (cand_val - soft_hu >= MIN_BONE_CONTRAST_HU) & \
+            (cand_val >= min_peak_hu)
         peak[hit] = cand_idx[hit]
         done |= hit
     val = np.where(peak >= 0, p[np.arange(n), np.maximum(peak, 0)], np.nan)
@@ -133,6 +138,12 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     rows = np.arange(n)
     ps = ndimage.uniform_filter1d(prof, 3, axis=1, mode="nearest")
     peak, pval = find_peaks(ps, soft_hu)
+    # a cortical peak reaches a good share of the cortical peaks this scan shows: a bump of
+    # dense trabeculae in a fatty canal drops far towards soft tissue too, but is no cortex
+    if (peak >= 0).sum() >= 10:
+        top = np.sort(pval[peak >= 0])
+        typical = float(np.median(top[top.size // 2:]))
+        peak, pval = find_peaks(ps, soft_hu, soft_hu + PEAK_LEVEL_FRACTION * (typical - soft_hu))
     found = peak >= 0
     pk = np.maximum(peak, 0)
     j = np.arange(S)[None, :]

@@ -46,6 +46,14 @@ MIN_DIP_FRACTION = 0.5
 #: Axis refit: sections within this distance (mm) of the provisional isthmus; largest change.
 REFIT_HALF_WINDOW_MM = 5.0
 MAX_REFIT_DEG = 20.0
+#: Open sections (no closed outline) over at most this length (mm) still belong to the tube.
+MAX_TUBE_GAP_MM = 1.0
+#: Largest move (mm) of a section centre onto its outline's centroid.
+MAX_RECENTRE_MM = 3.0
+#: Neighbouring sections of one tube: their outline centres move less than this (mm) across.
+MAX_CENTRE_JUMP_MM = 1.5
+#: A tube with at least this much (mm) of sections with a canal: solid ends are trimmed.
+MIN_CANAL_STRETCH_MM = 2.0
 #: Uncertainty model (mm): base term, resolution term per mm of the coarsest voxel spacing,
 #: and the extra term (in quadrature) for thin or solid isthmi.
 BASE_UNCERTAINTY_MM = 0.2
@@ -70,6 +78,16 @@ class Section:
     r_out_half: np.ndarray        # the reader's half-way outer radii
     r_in_half: np.ndarray         # the reader's half-way inner radii
     width: float = np.nan         # smallest outer caliper width (mm)
+    axis: np.ndarray = None       # LPS axis and in-plane basis of the section
+    u: np.ndarray = None
+    v: np.ndarray = None
+
+    def basis_offset(self) -> np.ndarray:
+        """LPS offset from the centre to the mean of the outer outline's vertices."""
+        if self.u is None or not np.any(np.isfinite(self.r_out_half)):
+            return np.zeros(3)
+        m = np.nanmean(DIRS2 * self.r_out_half[:, None], axis=0)
+        return m[0] * self.u + m[1] * self.v
 
     @property
     def outer_pts(self) -> np.ndarray:
@@ -228,7 +246,9 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
     sections = []
     for n, (t, c) in enumerate(zip(t_grid, centres)):
         sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
-        sections.append(_section(float(t), c, e, sl, flat[sl], cortex_hu))
+        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu)
+        sec.axis, sec.u, sec.v = axis, u, v
+        sections.append(sec)
     return _Sweep(sections, axis, u, v, soft_hu, cortex_hu)
 
 
@@ -312,14 +332,52 @@ def _recentre(sw: _Sweep) -> np.ndarray:
             iy, ix = np.nonzero(reg)
             if iy.size:
                 c2 = np.array([ax[ix].mean(), ax[iy].mean()])
-                out.append(s.center + c2[0] * sw.u + c2[1] * sw.v)
-                continue
+                # a centroid far from the seed belongs to a neighbouring bone that the rays
+                # reached through an open side, not to the tube the seed is in
+                if np.hypot(*c2) <= MAX_RECENTRE_MM:
+                    out.append(s.center + c2[0] * sw.u + c2[1] * sw.v)
+                    continue
         out.append(s.center)
     return np.asarray(out)
 
 
-def _profile_min(sections: List[Section]) -> int:
+def _tube_widths(sections: List[Section]) -> np.ndarray:
+    """Outer widths of the closed sections of the tube: the longest stretch of closed
+    sections (gaps up to MAX_TUBE_GAP_MM bridged); NaN elsewhere. A bar of the lamina or the
+    articular process beyond an open stretch is not the isthmus."""
     w = np.array([s.width if s.closed else np.nan for s in sections])
+    t = np.array([s.t_mm for s in sections])
+    ok = np.isfinite(w)
+    if not ok.any():
+        return w
+    idx = np.nonzero(ok)[0]
+    # outline centres in 3D (vertex means): the tube's move smoothly, a neighbouring bone's
+    # outline sits elsewhere
+    cen = np.array([sections[k].center + sections[k].basis_offset() for k in range(len(sections))])
+    runs, start = [], idx[0]
+    for a, b in zip(idx[:-1], idx[1:]):
+        jump = np.linalg.norm((cen[b] - cen[a]) - (cen[b] - cen[a]) @ sections[b].axis * sections[b].axis)
+        if t[b] - t[a] > MAX_TUBE_GAP_MM + 1e-6 or jump > MAX_CENTRE_JUMP_MM:
+            runs.append((start, a))
+            start = b
+    runs.append((start, idx[-1]))
+    lo, hi = max(runs, key=lambda r: (t[r[1]] - t[r[0]], -r[0]))
+    # a solid stretch at an end of a tube that has a canal is the bone the tube runs into
+    # (lamina, articular process), not its isthmus; a solid stretch flanked by canal
+    # sections, or a tube solid throughout, is measured as the isthmus
+    canal = np.array([sections[k].closed and not sections[k].solid for k in range(len(sections))])
+    if canal[lo:hi + 1].sum() * (t[1] - t[0] if len(t) > 1 else 1.0) >= MIN_CANAL_STRETCH_MM:
+        while lo < hi and not canal[lo]:
+            lo += 1
+        while hi > lo and not canal[hi]:
+            hi -= 1
+    out = np.full_like(w, np.nan)
+    out[lo:hi + 1] = w[lo:hi + 1]
+    return out
+
+
+def _profile_min(sections: List[Section]) -> int:
+    w = _tube_widths(sections)
     if np.all(np.isnan(w)):
         return -1
     sm = _nan_median3(w)
@@ -353,13 +411,22 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
     t_star = sw.sections[i0].t_mm
     sel = [s for s in sw.sections if s.closed and abs(s.t_mm - t_star) <= REFIT_HALF_WINDOW_MM]
     new_axis, point = axis, sw.sections[i0].center
-    if len(sel) >= 5:
+    # a trajectory is a person's deliberate axis (the reader's plane is perpendicular to it):
+    # only a mask's principal direction is re-aimed
+    if len(sel) >= 5 and source == "mask":
         c = np.array([s.center for s in sel])
         mu = c.mean(axis=0)
         d = np.linalg.svd(c - mu)[2][0]
         d = d if d @ axis > 0 else -d
         if d @ axis >= np.cos(np.radians(MAX_REFIT_DEG)):
             new_axis, point = d / np.linalg.norm(d), mu
+    if source != "mask":
+        # the trajectory's own line, fine steps, each section re-centred on its outline
+        centres = np.array([seed_centre(t) for t in t_grid])
+        sw = _sweep(crop, axis, centres, t_grid, sw.soft_hu)
+        progress("measure", 0.6, f"{side}: second sweep")
+        sw = _sweep(crop, axis, _recentre(sw), t_grid, sw.soft_hu, sw.cortex_hu)
+        return _summarise(sw, side, spacing, source, progress)
     # pass 2 along the refined axis, over the same stretch (projected), fine steps
     ends = origin + np.outer([t0, t1], axis)
     s0, s1 = ((ends - point) @ new_axis)
@@ -379,7 +446,7 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
     label = f"{side} C2 pedicle"
     secs = sw.sections
     t_grid = np.array([s.t_mm for s in secs])
-    widths = np.array([s.width if s.closed else np.nan for s in secs])
+    widths = _tube_widths(secs)
     if np.all(np.isnan(widths)):
         raise MeasurementError(
             f"No closed cortical outline was found around the {label}.",
@@ -391,7 +458,8 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
     if np.isfinite(smooth[i_q]):
         i_min = i_q
     half = int(round(0.5 * RUNNING_MEAN_MM / max(np.diff(t_grid).mean(), 1e-6))) if len(t_grid) > 1 else 0
-    near = [secs[j] for j in range(max(0, i_min - half), min(len(secs), i_min + half + 1)) if secs[j].closed]
+    near = [secs[j] for j in range(max(0, i_min - half), min(len(secs), i_min + half + 1))
+            if np.isfinite(widths[j])]
     near_w = np.array([s.width for s in near])
     sec = near[int(np.argsort(near_w)[len(near_w) // 2])]
     mpd, n_dir, pmin, pmax, m2 = _w.min_caliper(sec.outer_pts)
