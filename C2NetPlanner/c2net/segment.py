@@ -24,7 +24,9 @@ labels in the canonical LPS frame, which never flips: see :mod:`c2net.geometry`)
 
 Two segmenters (:func:`segment_pedicles_checked`, what ``c2net assess`` runs): the U-Net
 above and the training-free anatomical finder (:mod:`c2net.pedicle_finder`). A side the U-Net
-leaves empty or implausibly small takes the finder's mask; every side the U-Net segments is
+leaves empty, implausibly small, a fragment of the pedicle corridor the finder found
+(:data:`MIN_SHARE_OF_FINDER_VOLUME`), or off the pedicle (further than
+:data:`MAX_UNET_TO_FINDER_ISTHMUS_MM` from the isthmus the finder found) takes the finder's mask; every side the U-Net segments is
 checked against the finder's (:func:`apply_segmentation_check`, after measurement). Each side
 says which segmenter produced its mask (``"unet"`` / ``"anatomical_finder"``).
 """
@@ -212,11 +214,33 @@ class SegmentationOutcome:
     finder_time_s: float = 0.0
 
 
+#: A U-Net side whose mask lies further than this (mm) from the isthmus the anatomical finder
+#: found on that side is not on the pedicle (it segmented something else: a facet, the body's
+#: rim, C3): implausible, and the finder's mask stands in. A mask on the right pedicle always
+#: contains or touches its isthmus.
+MAX_UNET_TO_FINDER_ISTHMUS_MM = 5.0
+#: A U-Net side holding less than this share of the volume of the finder's mask on that side
+#: (the bone of the corridor within ~2 mm of its clearance over 13 mm: the isthmus's whole
+#: cross-section) is a fragment, not a pedicle: a mask that spans the isthmus covers most of it.
+MIN_SHARE_OF_FINDER_VOLUME = 0.25
+
+
 def _side_volume_mm3(labels: Optional[sitk.Image], value: int) -> float:
     if labels is None:
         return 0.0
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(labels) == value))
     return n * float(np.prod(labels.GetSpacing()))
+
+
+def _distance_to_mask_mm(labels: sitk.Image, value: int, point_lps: Sequence[float]) -> float:
+    """Distance (mm) from an LPS point to the nearest voxel centre of label ``value``."""
+    from .geometry import index_to_lps
+
+    kji = np.argwhere(sitk.GetArrayViewFromImage(labels) == value)
+    if kji.size == 0:
+        return float("inf")
+    pts = index_to_lps(labels, kji[:, ::-1].astype(float))
+    return float(np.min(np.linalg.norm(pts - np.asarray(point_lps, float), axis=1)))
 
 
 def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
@@ -248,7 +272,21 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     finder_arr = None
     out = np.zeros(sitk.GetArrayViewFromImage(finder.labels).shape, np.uint8)
     for side, value in (("left", LEFT), ("right", RIGHT)):
-        if _side_volume_mm3(unet, value) >= MIN_PEDICLE_VOXELS:
+        plausible = _side_volume_mm3(unet, value) >= MIN_PEDICLE_VOXELS
+        if plausible and finder.found(side):
+            gap = _distance_to_mask_mm(unet, value, finder.sides[side].isthmus_center_lps_mm)
+            share = _side_volume_mm3(unet, value) / max(
+                _side_volume_mm3(finder.labels, FINDER_LABELS[side]), 1e-6)
+            if share < MIN_SHARE_OF_FINDER_VOLUME:
+                plausible = False
+                notes.append(f"{side}: the U-Net mask is a fragment ({100 * share:.0f} % of the "
+                             "bone of the pedicle corridor the anatomical finder found)")
+            elif gap > MAX_UNET_TO_FINDER_ISTHMUS_MM:
+                plausible = False
+                notes.append(f"{side}: the U-Net mask lies {gap:.0f} mm from the pedicle "
+                             "isthmus the anatomical finder found (between the canal and the "
+                             "foramen transversarium): not on the pedicle")
+        if plausible:
             out[unet_arr == value] = value
             segmenter[side] = UNET
         elif finder.found(side):

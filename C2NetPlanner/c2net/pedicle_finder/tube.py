@@ -15,10 +15,12 @@ anterolateral wall), on the side's half lateral of the canal centre, no further 
 the canal centre, medial of the foramen where one is closed on that slice, and on the slices
 where the canal is closed (+-2 slices).
 
-The mask handed to measurement is the inside-bone voxels within ``TUBE_RADIUS_MM`` of the
-axis over ``MASK_HALF_LENGTH_MM`` either side of the isthmus, connected to it: its boundary
-lies on the bone surface where the tube is free (at the isthmus), which is where measurement
-looks for the cortex.
+The mask handed to measurement is the inside-bone voxels within the corridor's clearance +
+``MASK_MARGIN_MM`` (at most ``TUBE_RADIUS_MM``) of the axis over ``MASK_HALF_LENGTH_MM``
+either side of the constriction, connected to it: its boundary lies on the bone surface where
+the tube is free (at the isthmus), which is where measurement looks for the cortex, and it is
+short, so that measurement's narrowest section is this isthmus and not a thin plate of the
+pillar or the body's rim further along.
 
 Research use only - not a medical device.
 """
@@ -56,9 +58,9 @@ MAX_BEHIND_CANAL_CENTRE_MM = 3.0
 MIN_CLEARANCE_MM = 0.75
 #: The mask reaches this far (mm) beyond the corridor's clearance from the axis (the outer
 #: cortex of a tube taller than wide lies within it), and at most TUBE_RADIUS_MM.
-MASK_MARGIN_MM = 3.0
-TUBE_RADIUS_MM = 6.0
-MASK_HALF_LENGTH_MM = 9.0
+MASK_MARGIN_MM = 2.0
+TUBE_RADIUS_MM = 4.5
+MASK_HALF_LENGTH_MM = 6.5
 
 
 @dataclass
