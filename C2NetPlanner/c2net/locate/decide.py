@@ -53,7 +53,7 @@ from .fov import (
     dens_cut_at_top,
     no_dens_error,
 )
-from .frame import SpineFrame, estimate_frame
+from .frame import SpineFrame, estimate_frame, rotation_from
 from .overrides import MaskInput, check_seed, from_mask
 from .result import ROI_MARGIN_MM, C2Location
 from .ring import ring_slices
@@ -85,6 +85,13 @@ MIN_CANAL_MM = 20.0
 MIN_DENS_SCORE = 5.0
 #: Wrong-level guard: slices of the dens run that must show the C1 ring (arch or a mass).
 MIN_RING_SLICES = 2
+#: Wrong-level guard: the bone-enclosed canal ends above at the C1 ring / foramen magnum, and
+#: the dens base lies 10-30 mm below that end (C1's ring is ~10 mm tall, the dens 14-18 mm); a
+#: run starting further down than this is a lower level.
+DENS_BELOW_CANAL_TOP_MM = 40.0
+#: The dens is a midline structure: its island centres lie on the canal's mid-sagittal line
+#: (within a few mm of asymmetry); C1's lateral masses and C2's facets lie 15-25 mm aside.
+MAX_DENS_OFF_MIDLINE_MM = 7.0
 #: How much of the canal (mm below its top) the spine-frame crop covers.
 CROP_CANAL_MM = 150.0
 
@@ -179,13 +186,7 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
                   "top_lps_mm": [round(float(v), 1) for v in track_pts[-1]],
                   "bottom_lps_mm": [round(float(v), 1) for v in track_pts[0]]},
     }
-    # read the cues in the spine's frame; where that finds no dens and the frame is not the
-    # scanner's, read them along the scanner's axes too (a frame estimate off by a few degrees
-    # on thick slices can blur the joint spaces that make the dens an island)
-    frames = [frame]
-    if frame.tilt_deg > 3.0 or abs(frame.turn_deg) > 3.0:
-        frames.append(SpineFrame(rotation=np.eye(3), tilt_deg=0.0, turn_deg=0.0,
-                                 symmetry=frame.symmetry, source="scanner axes"))
+    frames = _readings(frame)
     first_error = None
     for used in frames:
         crop, candidates, runs = _dens_search(image, used, track_pts)
@@ -211,6 +212,37 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
     raise first_error
 
 
+#: Up to this tilt (degrees) of the spine from the scanner's axis the cues are first read on
+#: the scanner's own slices (turned in-plane to the spine's front): the dens run tolerates a
+#: slope, and reading along the acquired slices does not interpolate across them, which blurs
+#: the 1-3 mm joint spaces that make the dens an island on thick-slice scans.
+AXIAL_READ_MAX_TILT_DEG = 15.0
+
+
+def _readings(frame: SpineFrame) -> list[SpineFrame]:
+    """The frames the cues are read in, most suitable first: the spine's own frame, the
+    scanner's slices turned to the spine's front, the scanner's axes. A later one is read only
+    when the earlier find no dens (a frame estimate off by a few degrees, or slices too thick
+    to be resampled obliquely)."""
+    front = -frame.rotation[:, 1].copy()
+    front[2] = 0.0
+    axial = frame
+    if np.linalg.norm(front) > 1e-6:
+        rot = rotation_from(np.array([0.0, 0.0, 1.0]), -front)
+        axial = SpineFrame(rotation=rot, tilt_deg=0.0, turn_deg=frame.turn_deg,
+                           symmetry=frame.symmetry, source="scanner slices, turned")
+    scanner = SpineFrame(rotation=np.eye(3), tilt_deg=0.0, turn_deg=0.0,
+                         symmetry=frame.symmetry, source="scanner axes")
+    order = [axial, frame, scanner] if frame.tilt_deg <= AXIAL_READ_MAX_TILT_DEG else [
+        frame, axial, scanner]
+    out: list[SpineFrame] = []
+    for f in order:
+        if all(np.degrees(np.arccos(np.clip(np.trace(f.rotation.T @ g.rotation) / 2 - 0.5,
+                                            -1, 1))) > 3.0 for g in out):
+            out.append(f)
+    return out
+
+
 def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
                  ) -> tuple[Crop, list[DensRun], list[DensRun]]:
     """A 1 mm crop in ``frame`` around the upper canal, every dens-like run found in it, and
@@ -218,7 +250,10 @@ def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
 
     The dens is C2's peg: a run scoring below ``MIN_DENS_SCORE``, one with no body under it
     (:func:`c2net.locate.disc.body_below`) or one starting above the canal's top (the C1 ring
-    encloses the canal around the dens base) is not (skull-base or C1 bone, or noise)."""
+    encloses the canal around the dens base) or more than ``DENS_BELOW_CANAL_TOP_MM`` below it
+    (a lower level: C3's body between its pedicles), or one more than ``MAX_DENS_OFF_MIDLINE_MM``
+    sideways of the canal's centre (a lateral mass, a facet) is not (skull-base or C1 bone, another level,
+    or noise)."""
     rot = frame.rotation
     top = track_pts[np.argmax(track_pts @ rot[:, 2])]
     u = (track_pts - top) @ rot
@@ -235,8 +270,17 @@ def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
     cues = slice_cues(crop.hu, centre_p, centre_l, crop.spacing_mm)
     candidates = dens_runs(cues)
     canal_top_k = float(ci[:, 0].max())
-    runs = [r for r in candidates if r.score >= MIN_DENS_SCORE and r.k_lo <= canal_top_k
+    lowest = canal_top_k - DENS_BELOW_CANAL_TOP_MM / crop.spacing_mm
+    def off_midline(r: DensRun) -> float:
+        ks_ = np.array([c.k for c in r.slices])
+        lat = np.array([c.centre_pl[1] for c in r.slices])
+        return float(np.nanmean(np.abs(lat - centre_l[ks_]))) * crop.spacing_mm
+
+    runs = [r for r in candidates if r.score >= MIN_DENS_SCORE
+            and lowest <= r.k_lo <= canal_top_k and off_midline(r) <= MAX_DENS_OFF_MIDLINE_MM
             and not body_below(crop, r) < BODY_MIN_HU]
+    for r in runs:
+        r.below_canal_top_mm = float((canal_top_k - r.k_lo) * crop.spacing_mm)
     return crop, candidates, runs
 
 
@@ -318,6 +362,7 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
                  "c1_anterior_arch_fraction": round(arch, 3),
                  "c1_lateral_masses_fraction": round(masses, 3),
                  "c1_ring_slices": ring_slices(run),
+                 "below_canal_top_mm": round(run.below_canal_top_mm, 1),
                  "width_mm": round(float(np.median([c.width_mm for c in run.slices])), 1),
                  "runner_up_score": round(runs[1].score, 2) if len(runs) > 1 else None},
         "c2_height_mm": round(height_mm, 1) if height_mm else None,

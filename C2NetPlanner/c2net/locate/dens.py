@@ -57,6 +57,8 @@ class DensRun:
     k_hi: int
     score: float
     slices: list = field(default_factory=list)
+    #: distance (mm) of its lowest slice below the top of the canal track (set by the search)
+    below_canal_top_mm: float = float("nan")
 
     @property
     def length(self) -> int:
