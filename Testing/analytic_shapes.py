@@ -26,6 +26,11 @@ class Tube:
     taper_per_mm2: float = 0.02   # width(t) = mpd + taper * t^2
     half_length_mm: float = 9.0    # bone extent along the axis
     mask_half_length_mm: float = 7.0
+    # an enlarged foramen transversarium (soft tissue) beside the tube, parallel to its axis:
+    # radius, and the distance of its centre from the tube axis along -height_dir (0: none).
+    # When it reaches into the tube, the ring opens onto the foramen there.
+    foramen_radius_mm: float = 0.0
+    foramen_offset_mm: float = 0.0
 
     @property
     def height_dir(self) -> np.ndarray:
@@ -52,6 +57,25 @@ class Tube:
         a = np.maximum(a, 1e-6)
         b = np.maximum(b, 1e-6)
         return ((x / a) ** 2 + (y / b) ** 2 <= 1.0) & (np.abs(t) <= self.half_length_mm - self.cortex_mm)
+
+    def foramen_inside(self, p: np.ndarray) -> np.ndarray:
+        if self.foramen_radius_mm <= 0:
+            return np.zeros(p.shape[:-1], bool)
+        _, x, y = self.coords(p)
+        return x ** 2 + (y + self.foramen_offset_mm) ** 2 <= self.foramen_radius_mm ** 2
+
+    def true_section_mpd(self, t_mm: float = 0.0, pixel_mm: float = 0.01) -> float:
+        """Smallest caliper width of the true outer section at ``t_mm`` (foramen cut out)."""
+        r = 0.5 * max(self.mpd_mm, self.height_mm) + 1.0
+        g = np.arange(-r, r + 1e-9, pixel_mm)
+        gx, gy = np.meshgrid(g, g)
+        p = (self.center + t_mm * self.axis + gx[..., None] * self.width_dir
+             + gy[..., None] * self.height_dir)
+        inside = self.outer_inside(p) & ~self.foramen_inside(p)
+        pts = np.stack([gx[inside], gy[inside]], axis=1)
+        phi = np.radians(np.arange(0.0, 180.0, 0.5))
+        proj = pts @ np.stack([np.cos(phi), np.sin(phi)])
+        return float((proj.max(axis=0) - proj.min(axis=0)).min() + pixel_mm)
 
     def mask_inside(self, p: np.ndarray) -> np.ndarray:
         t, _, _ = self.coords(p)
@@ -108,8 +132,9 @@ def tube_ct(tube: Tube, spacing=(0.5, 0.5, 0.5), direction=None, fov_mm: float =
             p = geometry.index_to_lps(ref, ijk + o)
             outer = tube.outer_inside(p)
             inner = tube.inner_inside(p)
-            acc += np.where(inner, canc, np.where(outer, cort, soft))
-            macc += tube.mask_inside(p)
+            val = np.where(inner, canc, np.where(outer, cort, soft))
+            acc += np.where(tube.foramen_inside(p), soft, val)
+            macc += tube.mask_inside(p) & ~tube.foramen_inside(p)
         ct[k] = (acc / len(sub)).reshape(size[1], size[0])
         mask[k] = (macc / len(sub)).reshape(size[1], size[0])
     img = sitk.GetImageFromArray(ct)
@@ -125,3 +150,32 @@ def tube_ct(tube: Tube, spacing=(0.5, 0.5, 0.5), direction=None, fov_mm: float =
     m = sitk.GetImageFromArray((mask >= 0.5).astype(np.uint8))
     m.CopyInformation(ref)
     return img, m
+
+
+def cylinder_bone_mask(ct: sitk.Image, centre, axis, radius_mm: float, half_length_mm: float = 6.0,
+                       bone_hu: float = 200.0) -> sitk.Image:
+    """A rough pedicle mask as a quick manual paint gives it: bone (> ``bone_hu``) inside a
+    cylinder around a line, holes filled, on the CT's grid."""
+    from scipy import ndimage
+
+    arr = sitk.GetArrayFromImage(ct)
+    k, j, i = np.nonzero(np.ones(arr.shape, bool))
+    p = geometry.index_to_lps(ct, np.stack([i, j, k], axis=1).astype(float))
+    a = unit(axis)
+    d = p - np.asarray(centre, float)
+    t = d @ a
+    r = np.linalg.norm(d - np.outer(t, a), axis=1)
+    inside = ((np.abs(t) <= half_length_mm) & (r <= radius_mm)).reshape(arr.shape)
+    m = ndimage.binary_fill_holes(inside & (arr > bone_hu)) & inside
+    out = sitk.GetImageFromArray(m.astype(np.uint8))
+    out.CopyInformation(ct)
+    return out
+
+
+def tilted(axis, angle_deg: float, towards) -> np.ndarray:
+    """``axis`` tilted by ``angle_deg`` towards the direction ``towards``."""
+    a = unit(axis)
+    w = np.asarray(towards, float)
+    w = unit(w - (w @ a) * a)
+    t = np.radians(angle_deg)
+    return unit(np.cos(t) * a + np.sin(t) * w)

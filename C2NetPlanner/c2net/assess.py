@@ -30,7 +30,7 @@ from . import __version__, geometry
 from .errors import C2NetError, InputError, MeasurementError, OutputError
 from .explain import attention_volume
 from .load import LoadedCT, load_ct
-from .measure import crop_to_mask, isthmus_slices, measure_pedicle
+from .measure import crop_to_mask, isthmus_slices, measure_pedicle, measure_trajectory
 from .models import OnnxModel, load_model
 from .output_folder import check_output_folder
 from .progress import ProgressCallback, null_progress
@@ -116,6 +116,7 @@ def assess(
     progress: Optional[ProgressCallback] = None,
     overwrite: bool = False,
     raise_on_error: bool = True,
+    trajectories_lps_mm: Optional[dict] = None,
 ) -> Assessment:
     """Assess both C2 pedicles of a CT for a ``screw_mm`` pedicle screw.
 
@@ -132,6 +133,8 @@ def assess(
         user-given ONNX file each (verified against ``models.json`` when listed there).
     threads : ONNX Runtime threads per model.
     progress : ``callback(stage, fraction, message)``.
+    trajectories_lps_mm : ``{"left": (entry, target), "right": ...}`` (LPS mm): a side given
+        here is measured along the surgeon's entry -> target line instead of its mask.
     """
     progress = progress or null_progress
     settings = DecisionSettings(cutoff_mm=float(cutoff_mm), screw_mm=float(screw_mm),
@@ -174,7 +177,7 @@ def assess(
             result.segmentation = outcome.labels
             result.segmentation_sources = outcome
             result.warnings.extend(outcome.notes)
-        _measure_classify_explain(result, settings, cls_model, clock)
+        _measure_classify_explain(result, settings, cls_model, clock, trajectories_lps_mm)
         with clock.stage("report", "writing the report"):
             result.timings_s["total"] = time.perf_counter() - t_start
             if out_dir is not None:
@@ -237,7 +240,8 @@ def remeasure(
 
 
 def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
-                              cls_model: OnnxModel, clock: _Stopwatch) -> None:
+                              cls_model: OnnxModel, clock: _Stopwatch,
+                              trajectories: Optional[dict] = None) -> None:
     from .classify import predict_risk
 
     ct = result.ct
@@ -249,7 +253,10 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
             sa = result.sides[side]
             mask = sitk.Cast(pedicles == SEGMENT_LABELS[side], sitk.sitkUInt8)
             try:
-                sa.measurement = measure_pedicle(ct, mask, side)
+                if trajectories and side in trajectories:
+                    sa.measurement = measure_trajectory(ct, *trajectories[side], side)
+                else:
+                    sa.measurement = measure_pedicle(ct, mask, side)
                 sa.slices = isthmus_slices(ct, sa.measurement, mask)
             except MeasurementError as exc:
                 sa.error = exc.to_dict()
@@ -283,7 +290,8 @@ def _decide(sa: SideAssessment, settings: DecisionSettings) -> None:
     if sa.measurement is not None:
         m = sa.measurement
         width = m.mpd_mm if settings.verdict_measure == "mpd" else m.inner_width_mm
-        sa.verdict_mpd = mpd_verdict(width, m.mpd_uncertainty_mm, settings.cutoff_mm)
+        sa.verdict_mpd = mpd_verdict(width, m.mpd_uncertainty_mm, settings.cutoff_mm,
+                                     no_medullary_canal=m.no_medullary_canal)
         sa.screw_fit = screw_fit(m.mpd_mm, m.inner_width_mm, m.mpd_uncertainty_mm, settings)
     if sa.prediction is not None:
         sa.verdict_network = network_verdict(sa.prediction.p_high_risk, settings.network_threshold)

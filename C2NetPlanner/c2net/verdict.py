@@ -68,8 +68,14 @@ class DecisionSettings:
         }
 
 
-def mpd_verdict(width_mm: float, uncertainty_mm: float, cutoff_mm: float = DEFAULT_CUTOFF_MM) -> str:
-    """low_risk if width >= cutoff, high_risk below; borderline within the uncertainty."""
+def mpd_verdict(width_mm: float, uncertainty_mm: float, cutoff_mm: float = DEFAULT_CUTOFF_MM,
+                no_medullary_canal: bool = False) -> str:
+    """low_risk if width >= cutoff, high_risk below; borderline within the uncertainty.
+
+    An isthmus without a medullary canal (solid bone, e.g. over a high-riding vertebral
+    artery) is high risk whatever its outer width: there is no canal for the screw."""
+    if no_medullary_canal:
+        return HIGH_RISK
     if abs(width_mm - cutoff_mm) <= max(uncertainty_mm, 0.0):
         return BORDERLINE
     return LOW_RISK if width_mm >= cutoff_mm else HIGH_RISK

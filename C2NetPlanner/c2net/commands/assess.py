@@ -9,6 +9,7 @@ from ..errors import C2NetError
 from ..output_folder import OVERWRITE_RULE
 from ..progress import format_result, line_printer, stage_printer
 from ._common import add_decision_arguments, decision_kwargs, print_summary
+from .measure import add_trajectory_arguments, trajectories_from_args
 
 
 def add_arguments(parser) -> None:
@@ -17,7 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID to use when several series are present")
     parser.add_argument("--seed", nargs=3, type=float, metavar=("X", "Y", "Z"), help="a point on C2 (mm)")
     parser.add_argument("--seed-frame", choices=("LPS", "RAS"), default="LPS",
-                        help="frame of --seed: LPS (DICOM/ITK, default) or RAS (3D Slicer)")
+                        help="frame of --seed and the trajectories: LPS (DICOM/ITK, default) or RAS (3D Slicer)")
+    add_trajectory_arguments(parser)
     parser.add_argument("--vertebra-mask", metavar="FILE", help="vertebra label map (e.g. TotalSegmentator)")
     parser.add_argument("--c2-label", type=int, help="label value of C2 in --vertebra-mask")
     parser.add_argument("--overwrite", action="store_true",
@@ -43,7 +45,8 @@ def run(args) -> int:
     try:
         result = assess(args.input, out, series_uid=args.series, seed_lps_mm=seed_lps(args),
                         vertebra_mask=args.vertebra_mask, c2_label=args.c2_label,
-                        progress=progress, overwrite=args.overwrite, **decision_kwargs(args))
+                        progress=progress, overwrite=args.overwrite,
+                        trajectories_lps_mm=trajectories_from_args(args) or None, **decision_kwargs(args))
     except C2NetError as exc:
         if args.progress_lines:
             print(format_result({"status": "error", "error": exc.to_dict(),

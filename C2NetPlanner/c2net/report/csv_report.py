@@ -20,6 +20,7 @@ COLUMNS = [
     "patient_id", "study_instance_uid", "series_instance_uid", "series_description",
     "input_path", "created_utc", "status", "side",
     "mpd_mm", "mpd_uncertainty_mm", "inner_width_mm", "height_mm", "inner_height_mm",
+    "outer_width_transverse_mm", "inner_width_transverse_mm", "no_medullary_canal", "axis_source",
     "isthmus_center_x_lps_mm", "isthmus_center_y_lps_mm", "isthmus_center_z_lps_mm",
     "axis_x_lps", "axis_y_lps", "axis_z_lps", "medial_angle_deg", "cranial_angle_deg",
     "verdict_measure", "cutoff_mm", "screw_mm", "verdict_mpd",
@@ -29,6 +30,7 @@ COLUMNS = [
 ]
 
 _NUMBERS = ["mpd_mm", "mpd_uncertainty_mm", "inner_width_mm", "height_mm", "inner_height_mm",
+            "outer_width_transverse_mm", "inner_width_transverse_mm",
             "medial_angle_deg", "cranial_angle_deg", "p_high_risk"]
 
 
@@ -76,6 +78,8 @@ def csv_rows(report: Mapping[str, Any], classifier_ids: Optional[Mapping[str, st
             "network_threshold": settings.get("network_threshold"),
             "verdict_network": s.get("verdict_network"),
             "agreement": s.get("agreement"),
+            "no_medullary_canal": s.get("no_medullary_canal"),
+            "axis_source": s.get("axis_source"),
             "segmenter": s.get("segmenter"),
             "check_segmentation": s.get("check_segmentation"),
             "segmentation_check_reason": (s.get("segmentation_check") or {}).get("reason"),

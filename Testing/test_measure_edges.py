@@ -1,0 +1,109 @@
+"""The measurement takes its edges from the image (issue #13): low-density cortex, solid and
+open isthmi, rough masks, trajectories. Analytic tubes with exact answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from analytic_shapes import cylinder_bone_mask, make_tube, tilted, tube_ct
+from c2net.errors import MeasurementError
+from c2net.measure import measure_pedicle, measure_trajectory
+from c2net.verdict import HIGH_RISK, mpd_verdict
+
+
+@pytest.mark.parametrize("hu,cortex_mm,spacing,tol", [
+    ((40.0, 600.0, 150.0), 1.0, 0.5, 0.25),     # real cortex reads 500-1100 HU on these scans
+    # a cortex thinner than the blur shows only density x thickness: its walls come out
+    # slightly thick (the known limit, see docs/REAL_SCANS.md)
+    ((-60.0, 800.0, 350.0), 0.6, 0.5, 0.4),
+    ((40.0, 1350.0, 330.0), 0.5, 0.6, 0.4),    # another generator's construction
+])
+def test_low_density_or_thin_cortex_is_measured_without_a_density_prior(hu, cortex_mm, spacing, tol):
+    tube = make_tube("left", mpd_mm=5.0, height_mm=8.0, cortex_mm=cortex_mm)
+    ct, mask = tube_ct(tube, spacing=(spacing,) * 3, supersample=2, seed=4, hu=hu)
+    m = measure_pedicle(ct, mask, "left")
+    assert abs(m.mpd_mm - 5.0) <= tol
+    assert not m.no_medullary_canal
+    assert m.inner_width_mm > 2.0
+    # the cortical density comes from the scan, not from a fixed 1500 HU
+    assert abs(m.cortical_density_hu - hu[1]) <= 0.35 * (hu[1] - hu[0])
+
+
+def _high_riding_artery(solid=True):
+    """A thin bony bar over an enlarged foramen: no medullary canal (cortex >= half width)."""
+    tube = make_tube("right", mpd_mm=3.2, height_mm=6.0, cortex_mm=1.8 if solid else 0.9)
+    tube.foramen_radius_mm = 3.5
+    tube.foramen_offset_mm = 5.8
+    return tube
+
+
+def test_solid_isthmus_over_a_high_riding_artery_is_measured_and_high_risk():
+    tube = _high_riding_artery(solid=True)
+    ct, mask = tube_ct(tube, spacing=(0.5, 0.5, 0.5), supersample=2, seed=6, hu=(40.0, 1100.0, 300.0))
+    m = measure_pedicle(ct, mask, "right")
+    truth = tube.true_section_mpd()
+    assert m.no_medullary_canal
+    assert m.inner_width_mm == 0.0 and m.inner_width_transverse_mm == 0.0
+    assert abs(m.mpd_mm - truth) <= 0.4
+    assert any("No medullary canal" in w for w in m.warnings)
+    # high risk whatever the outer width says, and also with a generous cutoff
+    assert mpd_verdict(m.mpd_mm, m.mpd_uncertainty_mm, 2.0, no_medullary_canal=m.no_medullary_canal) == HIGH_RISK
+    assert m.to_dict()["no_medullary_canal"] is True
+
+
+def test_ring_open_onto_the_foramen_is_measured_not_skipped():
+    tube = make_tube("left", mpd_mm=5.5, height_mm=8.5, cortex_mm=0.9)
+    tube.foramen_radius_mm = 3.0
+    tube.foramen_offset_mm = 6.0       # cuts into the lower wall: the canal meets the foramen
+    ct, mask = tube_ct(tube, spacing=(0.5, 0.5, 0.5), supersample=2, seed=7)
+    m = measure_pedicle(ct, mask, "left")
+    truth = tube.true_section_mpd()
+    assert abs(m.mpd_mm - truth) <= 0.35
+    assert not m.no_medullary_canal
+    assert np.linalg.norm(np.subtract(m.isthmus_center_lps_mm, tube.center)) <= 2.0
+
+
+@pytest.fixture(scope="module")
+def blurred_tube():
+    tube = make_tube("left", mpd_mm=5.0, height_mm=8.0, cortex_mm=0.8)
+    ct, mask = tube_ct(tube, spacing=(0.6, 0.6, 0.6), supersample=2, seed=8, hu=(30.0, 900.0, 250.0))
+    return tube, ct, mask
+
+
+def test_rough_masks_give_the_same_answer(blurred_tube):
+    """Bone-in-cylinder masks of radius 4-7 mm, tilted by 10 degrees or shifted by 2 mm: the
+    mask only seeds the axis, the MPD moves < 0.3 mm and the isthmus < 2 mm."""
+    tube, ct, mask = blurred_tube
+    ref = measure_pedicle(ct, mask, "left")
+    masks = [cylinder_bone_mask(ct, tube.center, tube.axis, r) for r in (4.0, 7.0)]
+    masks.append(cylinder_bone_mask(ct, tube.center, tilted(tube.axis, 10.0, tube.width_dir), 6.0))
+    masks.append(cylinder_bone_mask(ct, tube.center + 2.0 * tube.height_dir, tube.axis, 6.0))
+    for mk in masks:
+        m = measure_pedicle(ct, mk, "left")
+        assert abs(m.mpd_mm - ref.mpd_mm) <= 0.3
+        assert np.linalg.norm(np.subtract(m.isthmus_center_lps_mm, ref.isthmus_center_lps_mm)) <= 2.0
+    assert abs(ref.mpd_mm - 5.0) <= 0.3
+
+
+def test_trajectory_measures_without_a_mask(blurred_tube):
+    tube, ct, mask = blurred_tube
+    # a surgeon's line, 1.5 mm off the true axis and 6 degrees off its direction
+    a = tilted(tube.axis, 6.0, tube.height_dir)
+    c = tube.center + 1.5 * tube.width_dir
+    m = measure_trajectory(ct, c - 8.0 * a, c + 8.0 * a, "left")
+    assert m.axis_source == "trajectory"
+    assert abs(m.mpd_mm - 5.0) <= 0.35
+    assert np.linalg.norm(np.subtract(m.isthmus_center_lps_mm, tube.center)) <= 2.0
+    with pytest.raises(MeasurementError, match="anterior to posterior"):
+        measure_trajectory(ct, c + 8.0 * a, c - 8.0 * a, "left")
+    with pytest.raises(MeasurementError, match="long"):
+        measure_trajectory(ct, c, c + 2.0 * a, "left")
+
+
+def test_transverse_widths_follow_the_given_direction(blurred_tube):
+    tube, ct, mask = blurred_tube
+    m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
+    assert abs(m.outer_width_transverse_mm - 5.0) <= 0.6
+    assert abs(m.inner_width_transverse_mm - (5.0 - 2 * 0.8)) <= 0.8
+    m2 = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.height_dir)
+    assert m2.outer_width_transverse_mm > m.outer_width_transverse_mm + 2.0
