@@ -1,0 +1,183 @@
+"""The training-free anatomical C2 pedicle finder (c2net.pedicle_finder) and how the pipeline
+uses it (fallback per side, check of the U-Net masks).
+
+Research use only - not a medical device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from c2net.errors import SegmentationError
+from c2net.geometry import index_to_lps
+from c2net.pedicle_finder import find_pedicles
+from c2net.pedicle_finder.check import AGREE, CHECK, NOT_CHECKED, compare_measurements
+from c2net.pedicle_finder.levels import bone_levels
+from c2net.results import PedicleMeasurement
+
+
+def _distance_to_label(labels: sitk.Image, value: int, point) -> float:
+    kji = np.argwhere(sitk.GetArrayViewFromImage(labels) == value)
+    pts = index_to_lps(labels, kji[:, ::-1].astype(float))
+    return float(np.min(np.linalg.norm(pts - np.asarray(point), axis=1)))
+
+
+@pytest.fixture(scope="module")
+def found(small_phantom):
+    return find_pedicles(small_phantom.ct, small_phantom.truth["c2_center_lps_mm"])
+
+
+# ----------------------------------------------------------------------------- bone levels
+@pytest.mark.parametrize("cortex", [700.0, 1500.0])
+def test_bone_levels_follow_the_scan(cortex):
+    """Blurred real cortex (~700 HU) and phantom cortex (~1500 HU): the levels are read from
+    the scan (the inside-bone level scales with the cortex), not fixed thresholds."""
+    rng = np.random.default_rng(0)
+    vals = np.concatenate([rng.normal(40, 15, 60000),      # soft tissue
+                           rng.normal(320, 40, 8000),      # cancellous bone
+                           rng.normal(cortex, 60, 3000)])  # cortex
+    lv = bone_levels(vals)
+    assert 25 <= lv.soft_hu <= 55
+    assert 0.8 * cortex <= lv.cortex_hu <= 1.2 * cortex
+    assert lv.soft_hu + 80 < lv.solid_hu < 0.5 * lv.cortex_hu
+    assert lv.soft_hu < lv.soft_max_hu < lv.solid_hu
+
+
+def test_marrow_inside_a_cortical_shell_is_inside_bone():
+    """Marrow darker than the inside-bone level still counts as bone when cortex encloses it."""
+    from c2net.pedicle_finder import solid_bone
+    from c2net.pedicle_finder.levels import BoneLevels
+
+    z, y, x = np.mgrid[:30, :30, :30]
+    r = np.sqrt((z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2)
+    hu = np.where(r < 10, 1500.0, 40.0)
+    hu[r < 8] = 250.0
+    solid = solid_bone(hu, BoneLevels(40.0, 1500.0, 400.0))
+    assert solid[r < 8].all() and not solid[r > 11].any()
+
+
+def test_no_bone_no_pedicle_and_no_exception():
+    img = sitk.Image([100, 90, 70], sitk.sitkFloat32) + 40.0
+    img.SetSpacing([1.0, 1.0, 1.0])
+    r = find_pedicles(img, img.TransformContinuousIndexToPhysicalPoint([50, 45, 35]))
+    assert r.sides == {"left": None, "right": None}
+    assert set(r.reasons) == {"left", "right"} and "no bone" in r.reasons["left"]
+    outside = find_pedicles(img, (500.0, 0.0, 0.0))
+    assert "outside" in outside.reasons["right"]
+    assert r.labels.GetSize() == img.GetSize() and r.labels.GetOrigin() == img.GetOrigin()
+    assert not sitk.GetArrayViewFromImage(r.labels).any()
+
+
+# ----------------------------------------------------------------------------- on a phantom
+def test_finder_isthmus_on_the_right_pedicle(small_phantom, found):
+    """The isthmus point lies on (within 1.5 mm of) the true pedicle of its own side, far from
+    the other side's; label 1 (left) lies at +x of label 2 (right)."""
+    ph = small_phantom
+    for side, value, other in (("left", 2, 3), ("right", 3, 2)):
+        f = found.sides[side]
+        assert f is not None, found.reasons
+        assert _distance_to_label(ph.labels, value, f.isthmus_center_lps_mm) <= 1.5
+        assert _distance_to_label(ph.labels, other, f.isthmus_center_lps_mm) > 10.0
+        axis = np.asarray(f.axis_lps)
+        assert axis[1] < -0.5 and axis[2] > 0.0             # anterior and rising
+        assert np.sign(axis[0]) == (-1 if side == "left" else 1)   # converging medially
+    arr = sitk.GetArrayFromImage(found.labels)
+    assert arr.shape == sitk.GetArrayViewFromImage(ph.ct).shape
+    xs = {v: index_to_lps(found.labels, np.argwhere(arr == v)[:, ::-1].astype(float))[:, 0].mean()
+          for v in (1, 2)}
+    assert xs[1] > xs[2] + 15.0
+
+
+def test_finder_is_pose_free(small_phantom, found):
+    """The same anatomy stored as RAI and as a permuted ASL grid gives the same isthmi (the
+    finder works on a canonical LPS crop) and never swaps the sides."""
+    from c2net.phantom import make_phantom
+
+    for code in ("RAI", "ASL"):
+        ph = make_phantom(seed=7, spacing_mm=0.8, mpd_left_mm=6.0, mpd_right_mm=3.5,
+                          direction=code, fov="c1_c4")
+        r = find_pedicles(ph.ct, ph.truth["c2_center_lps_mm"])
+        for side in ("left", "right"):
+            assert r.sides[side] is not None, (code, r.reasons)
+            d = np.linalg.norm(np.subtract(r.sides[side].isthmus_center_lps_mm,
+                                           found.sides[side].isthmus_center_lps_mm))
+            assert d <= 2.0, (code, side, d)
+
+
+def test_finder_far_from_c2_finds_no_canal(small_phantom):
+    """Given a point in the soft tissue beside the neck, there is no C2 ring to find."""
+    c = np.asarray(small_phantom.truth["c2_center_lps_mm"]) + (0.0, -45.0, 0.0)
+    r = find_pedicles(small_phantom.ct, c)
+    assert not r.found("left") and not r.found("right")
+
+
+# ----------------------------------------------------------------------------- the check
+def _m(centre, mpd):
+    return PedicleMeasurement(
+        side="left", mpd_mm=mpd, mpd_direction_lps=(1, 0, 0),
+        mpd_endpoints_lps_mm=((0, 0, 0), (mpd, 0, 0)), inner_width_mm=max(mpd - 2, 0),
+        outer_height_mm=8.0, inner_height_mm=5.0, isthmus_center_lps_mm=tuple(centre),
+        axis_lps=(0, -1, 0), medial_angle_deg=25.0, cranial_angle_deg=20.0,
+        mpd_uncertainty_mm=0.3)
+
+
+def test_check_agree_and_disagree():
+    a = _m((10, 20, 30), 6.0)
+    assert compare_measurements(a, _m((11, 21, 31), 6.3)).status == AGREE
+    far = compare_measurements(a, _m((10, 20, 33.5), 6.0))
+    assert far.status == CHECK and far.flagged and "apart" in far.reason
+    assert far.isthmus_distance_mm == pytest.approx(3.5)
+    wide = compare_measurements(a, _m((10, 20, 30), 6.6))
+    assert wide.status == CHECK and wide.mpd_difference_mm == pytest.approx(0.6)
+    assert compare_measurements(a, None, "no canal").status == CHECK
+    assert compare_measurements(None, None).status == NOT_CHECKED
+    d = far.to_dict()
+    assert d["status"] == CHECK and d["max_isthmus_distance_mm"] == 3.0
+
+
+# ----------------------------------------------------------------------------- in the pipeline
+def test_finder_stands_in_when_the_unet_finds_nothing(small_phantom, monkeypatch):
+    from c2net import segment
+
+    def no_pedicle(*a, **k):
+        raise SegmentationError("the network found no plausible C2 pedicle on either side", "")
+
+    monkeypatch.setattr(segment, "segment_pedicles", no_pedicle)
+    out = segment.segment_pedicles_checked(small_phantom.ct,
+                                           small_phantom.truth["c2_center_lps_mm"])
+    assert out.segmenter == {"left": segment.FINDER, "right": segment.FINDER}
+    arr = sitk.GetArrayFromImage(out.labels)
+    assert (arr == 1).sum() > 100 and (arr == 2).sum() > 100
+    assert any("anatomical finder" in n for n in out.notes)
+
+
+def test_unet_kept_when_on_the_pedicle_and_replaced_when_a_fragment(small_phantom, monkeypatch):
+    """A U-Net mask covering the true pedicle stays the U-Net's; a few-voxel fragment on one
+    side is implausible and the finder's mask stands in on that side only."""
+    from c2net import segment
+
+    truth = sitk.GetArrayFromImage(small_phantom.labels)
+    good = np.zeros_like(truth, dtype=np.uint8)
+    good[truth == 2] = 1
+    good[truth == 3] = 2
+    frag = good.copy()
+    kji = np.argwhere(good == 2)
+    frag[good == 2] = 0
+    frag[tuple(kji[:30].T)] = 2                       # 30 voxels of 0.5 mm3: a fragment
+
+    def fake(arr):
+        def run(ct, *a, **k):
+            img = sitk.GetImageFromArray(arr)
+            img.CopyInformation(ct)
+            return img
+        return run
+
+    centre = small_phantom.truth["c2_center_lps_mm"]
+    monkeypatch.setattr(segment, "segment_pedicles", fake(good))
+    out = segment.segment_pedicles_checked(small_phantom.ct, centre)
+    assert out.segmenter == {"left": segment.UNET, "right": segment.UNET}
+    monkeypatch.setattr(segment, "segment_pedicles", fake(frag))
+    out = segment.segment_pedicles_checked(small_phantom.ct, centre)
+    assert out.segmenter == {"left": segment.UNET, "right": segment.FINDER}
+    assert any("fragment" in n for n in out.notes)
