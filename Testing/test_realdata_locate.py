@@ -69,6 +69,56 @@ VHM_C2_BY_HAND = np.array([250.5, 258.0, 1080.0])
 CTHEAD_DENS_TIP_Z, CTHEAD_C2_C3_DISC_Z = -147.0, -183.0
 
 
+def _reader_midpoint(scan: str) -> np.ndarray:
+    """Mean of the reader's left and right isthmus centres (../shared/data/reference)."""
+    import json
+    refs = json.loads((REAL.parent / "reference" / "reader_c2_isthmus.json").read_text())
+    return np.mean([r["isthmus_centre_lps_mm"] for r in refs if r["scan"] == scan], axis=0)
+
+
+@pytest.mark.parametrize("name", ["vhm_head_dicom.tgz", "vhf_head_dicom.tgz",
+                                  "cthead_approxHU.nii.gz"])
+def test_real_c2_found_near_the_reader(name, render_dir):
+    """All three real necks, VHF's inclined one included: C2 found within 20 mm of the
+    reader's isthmus midpoint (C2's centroid lies a few mm behind it), with a confidence."""
+    image = _load(name)
+    loc = locate_c2(image)
+    assert loc.method == "automatic" and 0.5 < loc.confidence <= 1.0
+    render(image, loc, render_dir / (name.split(".")[0] + "_locate_reader.png"))
+    d = float(np.linalg.norm(np.asarray(loc.center_lps_mm) - _reader_midpoint(name.split("_")[0])))
+    assert d < 20.0, d
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 14): VHF tilted 15 degrees sideways (about "
+                   "the AP axis) is answered ~60 mm off, another level; see "
+                   "benchmarks/bench_locate_real.py")
+def test_vhf_reposed_is_c2_or_refused():
+    """VHF re-posed by +-15 degrees about each patient axis (same voxels, rotated direction):
+    never another level (> 12 mm along the spine from the reader's midpoint carried along),
+    never 'not in the field of view'."""
+    import SimpleITK as sitk
+    image = _load("vhf_head_dicom.tgz")
+    ref = _reader_midpoint("vhf")
+    found = 0
+    for axis in np.eye(3):
+        for deg in (-15.0, 15.0):
+            t = np.radians(deg)
+            kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+            r = np.eye(3) + np.sin(t) * kx + (1 - np.cos(t)) * kx @ kx
+            posed = sitk.Image(image)
+            posed.SetDirection((r @ np.asarray(image.GetDirection()).reshape(3, 3)).ravel().tolist())
+            posed.SetOrigin((ref + r @ (np.asarray(image.GetOrigin()) - ref)).tolist())
+            try:
+                loc = locate_c2(posed)
+            except LocalisationError as exc:
+                assert exc.code == "c2_not_found", str(exc)
+                continue
+            along = abs(float(np.dot(np.asarray(loc.center_lps_mm) - ref, r[:, 2])))
+            assert along < 12.0, (axis, deg, along)
+            found += 1
+    assert found >= 4, found
+
+
 @pytest.mark.parametrize("name", ["vhm_head_dicom.tgz", "cthead_approxHU.nii.gz"])
 def test_real_c2_found(name, render_dir):
     image = _load(name)

@@ -109,7 +109,9 @@ def add_noise(image: sitk.Image, sigma: float, seed: int) -> sitk.Image:
 
 def variants(image: sitk.Image, ref: np.ndarray):
     """(family, name, image, transform of points, C2 complete, up axis) for every variant."""
-    ident = (lambda p: np.asarray(p, float))
+    def ident(p):
+        return np.asarray(p, float)
+
     up = np.array([0.0, 0.0, 1.0])
     for ax, v in AXES.items():
         for deg in ANGLES:
