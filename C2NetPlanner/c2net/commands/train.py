@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cls: crop the isthmus slices at the truth's isthmus centre "
                              "instead of running c2net.measure")
     parser.add_argument("--init-from", type=Path, default=None, metavar="BEST_PT",
-                        help="seg: start from the weights (and normalisation) of an earlier "
-                             "run's best.pt instead of random weights (fine-tuning)")
+                        help="start from the weights (and normalisation) of an earlier run's "
+                             "best.pt of the same network instead of random weights (fine-tuning "
+                             "or continuing a run that hit --max-minutes)")
     parser.add_argument("--quiet", action="store_true")
 
 

@@ -412,7 +412,12 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     mean, std = D.mean_std([ds.x[tr]])
     arch = {"in_channels": 3, "n_classes": 2, "widths": list(cfg.widths or C3D_PAPER_WIDTHS),
             "fc": list(cfg.fc or C3D_PAPER_FC), "input_shape": list(ds.x.shape[1:]), "dropout": 0.5}
-    net = C3D(**arch).to(device)
+    net = C3D(**arch)
+    init = _read_checkpoint(cfg.init_from, "classifier") if cfg.init_from else None
+    if init:   # warm start: same architecture, the checkpoint's normalisation
+        _load_weights(net, init, cfg.init_from)
+        mean, std = init["normalisation"]["mean"], init["normalisation"]["std"]
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.steps_per_epoch or int(math.ceil(len(tr) / cfg.batch_size))
     order_state = {"order": None, "pos": 0}
@@ -458,6 +463,8 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             "split": {"index": cfg.split, "train": split[0], "val": split[1]},
             "training_data": statement, "c2net_version": __version__, "temperature": 1.0,
             "view": "full_crop" if "slice_images" in ds.source else D.CLS_VIEW,
+            "warm_start": None if not init else {"checkpoint": str(cfg.init_from),
+                                                 "epoch": init.get("epoch")},
         }
 
     summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
