@@ -198,6 +198,15 @@ def test_classifier_training_calibrates_and_exports_with_cam(manifest, tmp_path)
     assert m.temperature == pytest.approx(s["temperature"])
     assert m.metadata["input"]["shape"] == ["batch", 3, 5, 64, 64]
     assert "manifest.csv" in m.metadata["training_data"]
+    # trained on CT cases: the model sees only its own pedicle's neighbourhood, and says so
+    assert m.metadata["input"]["view"] == "own_side_aperture" and "aperture" in m.metadata["input"]
+    # warm start (continuing a run that hit its time budget): lr 0 keeps weights exactly
+    train_cls(manifest, tmp_path / "cls2", _cfg(tmp_path, widths=TINY_C3D, fc=TINY_FC, lr=0.0,
+                                                steps_per_epoch=None,
+                                                init_from=str(tmp_path / "cls" / "best.pt")))
+    ck2 = torch.load(tmp_path / "cls2" / "best.pt", weights_only=False)
+    assert all(torch.equal(ck["state_dict"][k], ck2["state_dict"][k]) for k in ck["state_dict"])
+    assert ck2["normalisation"] == ck["normalisation"] and ck2["warm_start"]["epoch"] == ck["epoch"]
 
 
 def _tiny_c3d(seed):
