@@ -87,3 +87,15 @@ def test_probabilities_print_with_sensible_precision(p, text):
     from c2net.results import format_probability
 
     assert format_probability(p) == text
+
+
+def test_screw_fit_means_what_the_report_says():
+    from c2net.verdict import DecisionSettings, screw_fit
+
+    big = screw_fit(6.45, 4.0, 0.2, DecisionSettings(screw_mm=6.5))   # the 6.5 in 6.45
+    assert big["fit"] == "does_not_fit" and big["validated"] is False
+    ok = screw_fit(5.6, 4.3, 0.2, DecisionSettings())                 # 3.5 mm: the cutoff itself
+    assert ok["fit"] == "fits" and ok["required_margin_mm"] == 1.28 and ok["validated"] is True
+    assert screw_fit(4.8, 2.0, 0.2, DecisionSettings())["fit"] == "borderline"
+    solid = screw_fit(6.0, 0.0, 0.2, DecisionSettings(), no_medullary_canal=True)
+    assert solid["fit"] == "does_not_fit" and solid["inner_clearance_mm"] == -3.5

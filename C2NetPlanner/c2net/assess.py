@@ -292,7 +292,8 @@ def _decide(sa: SideAssessment, settings: DecisionSettings) -> None:
         width = m.mpd_mm if settings.verdict_measure == "mpd" else m.inner_width_mm
         sa.verdict_mpd = mpd_verdict(width, m.mpd_uncertainty_mm, settings.cutoff_mm,
                                      no_medullary_canal=m.no_medullary_canal)
-        sa.screw_fit = screw_fit(m.mpd_mm, m.inner_width_mm, m.mpd_uncertainty_mm, settings)
+        sa.screw_fit = screw_fit(m.mpd_mm, m.inner_width_mm, m.mpd_uncertainty_mm, settings,
+                                 no_medullary_canal=m.no_medullary_canal)
     if sa.prediction is not None:
         sa.verdict_network = network_verdict(sa.prediction.p_high_risk, settings.network_threshold)
     if sa.verdict_mpd and sa.verdict_network:

@@ -102,18 +102,20 @@ SCREW_FIT_RULE = ("screw fits when MPD - screw >= cutoff - 3.5 mm, the bony marg
 
 
 def screw_fit(mpd_mm: float, inner_width_mm: float, uncertainty_mm: float,
-              settings: DecisionSettings) -> dict:
+              settings: DecisionSettings, no_medullary_canal: bool = False) -> dict:
     """The planned screw against the measured isthmus (what ``--screw-mm`` means).
 
     Both verdicts are for the cutoff's own 3.5 mm screw: the cutoff and the network were
     derived for it. For another diameter this check carries the same bony margin over: a
     screw of ``d`` mm fits when ``MPD - d >= cutoff - 3.5``; within the measurement
     uncertainty of that limit it is "borderline". An extrapolation (constant margin), not a
-    validated rule: the report says so.
+    validated rule: the report says so. An isthmus without a medullary canal fits no screw.
     """
     required = settings.cutoff_mm - CUTOFF_REFERENCE_SCREW_MM
     margin = float(mpd_mm) - settings.screw_mm
-    if abs(margin - required) <= max(uncertainty_mm, 0.0):
+    if no_medullary_canal:
+        verdict = "does_not_fit"
+    elif abs(margin - required) <= max(uncertainty_mm, 0.0):
         verdict = BORDERLINE
     else:
         verdict = "fits" if margin >= required else "does_not_fit"
