@@ -53,7 +53,7 @@ def fill_gaps(r: np.ndarray) -> Tuple[np.ndarray, bool]:
     return (out if closed else np.where(ok, r, np.nan)), bool(closed)
 
 
-def smooth_circular(r: np.ndarray, half: int = 1) -> np.ndarray:
+def smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
     """Median over 2*half+1 neighbouring rays, then a 3-ray mean (circular; NaN-aware)."""
     n = r.size
     idx = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
