@@ -80,10 +80,31 @@ SMOOTH_SIGMA_MM = 0.8
 
 
 def solid_bone(hu: np.ndarray, levels: BoneLevels) -> np.ndarray:
-    """Inside-bone mask: above the scan's inside-bone level after light smoothing, marrow
-    enclosed by cortex filled (1 mm canonical array)."""
-    solid = ndimage.gaussian_filter(hu.astype(np.float32), SMOOTH_SIGMA_MM) >= levels.solid_hu
-    return ndimage.binary_fill_holes(solid)
+    """Inside-bone mask: above the scan's inside-bone level after light smoothing, with the
+    marrow that cortex encloses filled (1 mm canonical array ``[S, P, L]``).
+
+    Marrow enclosed in 3D is filled outright. Marrow whose cancellous bone reads below the
+    inside-bone level and that leaks out through a gap in thin cortex is filled where an axial
+    or sagittal section encloses it and it reads like marrow, not like the canal's CSF or the
+    foramen's blood (median above :attr:`BoneLevels.soft_max_hu`).
+    """
+    smooth = ndimage.gaussian_filter(hu.astype(np.float32), SMOOTH_SIGMA_MM)
+    solid = ndimage.binary_fill_holes(smooth >= levels.solid_hu)
+    for axis in (0, 2):                       # axial and sagittal sections
+        for i in range(solid.shape[axis]):
+            sec = np.take(solid, i, axis=axis)
+            holes = ndimage.binary_fill_holes(sec) & ~sec
+            if not holes.any():
+                continue
+            lab, n = ndimage.label(holes)
+            med = np.asarray(ndimage.median(np.take(smooth, i, axis=axis), lab,
+                                            np.arange(1, n + 1)))
+            fill = np.isin(lab, 1 + np.nonzero(med > levels.soft_max_hu)[0])
+            if fill.any():
+                idx = [slice(None)] * 3
+                idx[axis] = i
+                solid[tuple(idx)] |= fill
+    return solid
 
 
 def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float]) -> FinderResult:
