@@ -73,6 +73,8 @@ HEATMAP_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
 HEATMAP_DISPLAY_THRESHOLD = 0.5
 VERDICT_WORDS = {"low_risk": "low risk", "high_risk": "HIGH RISK", "borderline": "borderline",
                  None: "n/a"}
+#: Which segmenter produced a side's mask (report.json "segmenter").
+SEGMENTER_WORDS = {"unet": "U-Net", "anatomical_finder": "anatomical finder", None: "given"}
 
 
 #
@@ -868,7 +870,9 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
                          num("height_mm"), num("p_high_risk", 3),
                          VERDICT_WORDS.get(info.get("verdict_mpd"), str(info.get("verdict_mpd"))),
                          VERDICT_WORDS.get(info.get("verdict_network"), str(info.get("verdict_network"))),
-                         str(info.get("agreement") or ""), "yes" if borderline else "no"])
+                         str(info.get("agreement") or ""), "yes" if borderline else "no",
+                         SEGMENTER_WORDS.get(info.get("segmenter"), str(info.get("segmenter") or "")),
+                         "CHECK" if info.get("check_segmentation") else "no"])
         return rows
 
     def tableHeader(self, report: Dict) -> List[str]:
@@ -879,7 +883,8 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
         return ["Side", "MPD (mm)", "MPD \u00b1 (mm)", "Inner width (mm)", "Height (mm)",
                 "P(high risk)",
                 f"{'MPD' if measure == 'mpd' else 'Inner width'} verdict (\u2265 {cutoff:.2f} mm low risk)",
-                f"C2-Net verdict (P \u2265 {threshold:.2f} high risk)", "Agreement", "Borderline"]
+                f"C2-Net verdict (P \u2265 {threshold:.2f} high risk)", "Agreement", "Borderline",
+                "Mask from", "Check segmentation"]
 
     def _updateTable(self, report: Dict, existing):
         table = existing
