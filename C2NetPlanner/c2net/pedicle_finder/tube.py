@@ -42,7 +42,7 @@ MEDIAL_RANGE_DEG = (10.0, 40.0)
 CRANIAL_RANGE_DEG = (5.0, 45.0)
 COARSE_STEP_DEG = 10.0
 FINE_STEP_DEG = 2.5
-N_REFINED = 40
+N_REFINED = 16
 #: At the constriction the medial wall is the canal's: the canal lies at most this much (mm)
 #: further from the axis than the nearest non-bone does (a corridor whose constriction is
 #: bounded by soft tissue alone, far from the canal, is not the pedicle).
@@ -138,9 +138,9 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     coarse = _segment_clearance(clear, np.repeat(cand, m, 0).astype(float),
                                 np.tile(dirs, (n, 1)), s, order=0).min(axis=1)
     top = np.argsort(coarse)[::-1][:N_REFINED]
-    # fine: around the best segments, 2.5 deg and +-1 voxel, trilinear clearance
+    # fine: around the best segments, 2.5 deg and the 6 neighbouring voxels, trilinear clearance
     fine = np.arange(-COARSE_STEP_DEG, COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
-    shifts = np.argwhere(np.ones((3, 3, 3), bool)) - 1
+    shifts = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     geo = canal.per_slice()
     sgn = 1.0 if side == "left" else -1.0
     best = (-1.0, None, None, None)
