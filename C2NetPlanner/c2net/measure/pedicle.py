@@ -263,6 +263,14 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
         centre_level = float(np.median(prof[:, :5]))
         solid = centre_level >= SOLID_DENSE_FRACTION * cortex_hu
     r_out_half = np.where(found, e.r_out_half[sl], np.nan)
+    if not solid and frac >= MIN_FOUND_FRACTION and dip[found].mean() >= MIN_DIP_FRACTION:
+        # a canal narrower than the reader's opening disk holds no screw and is no plateau the
+        # edge model can stand on: the section is a bar
+        r_in_probe = np.where(dip, e.r_in_half[sl], np.nan)
+        ok = np.isfinite(r_in_probe)
+        if ok.sum() >= 3:
+            w_in = _w.min_caliper(DIRS2[ok] * r_in_probe[ok, None])[0]
+            solid = bool(np.isfinite(w_in) and w_in < 2.0 * _w.CANAL_OPENING_RADIUS_MM)
     if solid:
         r_out = _solid_edges(prof, found, e.r_out_half[sl], e.outside_hu[sl], e.peak_hu[sl], cortex_hu)
         r_in = np.zeros(N_RAYS)
