@@ -3,7 +3,7 @@ pose / resolution variants, against the reader reference.
 
     python benchmarks/bench_end_to_end_real.py [--data ../shared/data] [--scans vhm vhf cthead]
         [--families native rot_dir rot_resampled crop slices noise] [--all-variants]
-        [--pictures DIR]
+        [--pictures DIR] [--phantoms N]
 
 Per scan and variant, :func:`c2net.assess.assess` runs fully automatically (no seed). Where
 the localiser refuses a scan whose C2 is complete, the run is repeated with the reader's
@@ -125,7 +125,14 @@ def main() -> int:
     ap.add_argument("--all-variants", action="store_true")
     ap.add_argument("--pictures", type=Path, default=None,
                     help="folder for an axial picture of every native run")
+    ap.add_argument("--phantoms", type=int, default=0,
+                    help="also assess this many random phantoms (seeds 1000...) and count the "
+                         "sides the finder check flags (false flags: the U-Net is right there)")
     args = ap.parse_args()
+    if args.phantoms:
+        phantom_flags(args.phantoms)
+        if not args.scans or args.scans == ["none"]:
+            return 0
     ref_file = args.data / "reference" / "reader_c2_isthmus.json"
     if not ref_file.exists():
         print(f"shared data not found under {args.data}: nothing to benchmark")
@@ -207,6 +214,45 @@ def main() -> int:
             print(head + "  " + " | ".join(parts), flush=True)
     summarise(rows)
     return 0
+
+
+def phantom_flags(n: int) -> None:
+    """Assess ``n`` random phantoms (U-Net primary) and count the finder check's flags."""
+    from c2net.phantom import make_phantom
+
+    flags, sides, finder_used, dists, dmpds, t_check = 0, 0, 0, [], [], []
+    for seed in range(1000, 1000 + n):
+        ph = make_phantom(seed)
+        res = assess(ph.ct, raise_on_error=False)
+        if res.status != "ok":
+            print(f"  phantom {seed}: {res.status} {(res.error or {}).get('code')}")
+            continue
+        t_check.append(res.timings_s.get("segmentation_check", float("nan")))
+        parts = []
+        for side in SIDES:
+            sa = res.sides[side]
+            if sa.measurement is None:
+                parts.append(f"{side}: not measured")
+                continue
+            sides += 1
+            finder_used += int(sa.segmenter == "anatomical_finder")
+            chk = sa.segmentation_check
+            flags += int(sa.check_segmentation)
+            if chk is not None and chk.isthmus_distance_mm is not None:
+                dists.append(chk.isthmus_distance_mm)
+                dmpds.append(chk.mpd_difference_mm)
+            parts.append(f"{side}: {sa.segmenter} {chk.status if chk else None}"
+                         + (f" ({chk.isthmus_distance_mm:.1f} mm, dMPD "
+                            f"{chk.mpd_difference_mm:.2f})" if chk is not None
+                            and chk.isthmus_distance_mm is not None else ""))
+        print(f"  phantom {seed}: " + " | ".join(parts), flush=True)
+    if sides:
+        print(f"phantoms: {sides} sides measured, U-Net mask replaced by the finder's on "
+              f"{finder_used}, flagged 'check the segmentation' on {flags} "
+              f"({100.0 * flags / sides:.0f} %); finder vs U-Net isthmus distance median "
+              f"{np.median(dists) if dists else float('nan'):.1f} mm, |dMPD| median "
+              f"{np.median(dmpds) if dmpds else float('nan'):.2f} mm; check time median "
+              f"{np.nanmedian(t_check) if t_check else float('nan'):.2f} s")
 
 
 def summarise(rows) -> None:
