@@ -410,6 +410,7 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
     progress("measure", 0.2, f"{side}: first sweep")
     sw = _sweep(crop, axis, _recentre(sw), coarse, sw.soft_hu, cortex_hu=np.inf)
     i0 = _profile_min(sw.sections)
+    sw1 = sw
     if i0 < 0:
         raise MeasurementError(
             f"No cortical bone outline was found around the {label}.",
@@ -435,15 +436,26 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
         progress("measure", 0.6, f"{side}: second sweep")
         sw = _sweep(crop, axis, _recentre(sw), t_grid, sw.soft_hu, sw.cortex_hu)
         return _summarise(sw, side, spacing, source, progress)
-    # pass 2 along the refined axis, over the same stretch (projected), fine steps
+    # pass 2 along the refined axis, over the same stretch (projected), fine steps. The
+    # section perpendicular to a tube is its narrowest: the re-aimed axis is kept only when
+    # its narrowest section is narrower than along the seed axis
     ends = origin + np.outer([t0, t1], axis)
-    s0, s1 = ((ends - point) @ new_axis)
-    t2 = np.arange(min(s0, s1), max(s0, s1) + 1e-9, step_mm)
-    centres = point + np.outer(t2, new_axis)
-    sw = _sweep(crop, new_axis, centres, t2, sw.soft_hu)
-    progress("measure", 0.6, f"{side}: second sweep")
-    sw = _sweep(crop, new_axis, _recentre(sw), t2, sw.soft_hu, sw.cortex_hu)
-    return _summarise(sw, side, spacing, source, progress)
+    best = None
+    for ax_try, pt in ((new_axis, point), (axis, None)):
+        if pt is None:
+            if new_axis is axis:
+                break
+            pt = sw1.sections[i0].center
+        s0, s1 = ((ends - pt) @ ax_try)
+        t2 = np.arange(min(s0, s1), max(s0, s1) + 1e-9, step_mm)
+        sw_try = _sweep(crop, ax_try, pt + np.outer(t2, ax_try), t2, sw1.soft_hu)
+        progress("measure", 0.6, f"{side}: second sweep")
+        sw_try = _sweep(crop, ax_try, _recentre(sw_try), t2, sw_try.soft_hu, sw_try.cortex_hu)
+        w = _tube_widths(sw_try.sections)
+        score = np.nanmin(_nan_median3(w)) if np.any(np.isfinite(w)) else np.inf
+        if best is None or score < best[0] - 0.02:
+            best = (score, sw_try)
+    return _summarise(best[1], side, spacing, source, progress)
 
 
 # --------------------------------------------------------------------------------------
