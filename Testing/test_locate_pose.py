@@ -62,7 +62,7 @@ def test_canal_axis_ignores_small_pockets():
     pts[::7] += [12.0, 0.0, 0.0]           # off-centre foramina
     area[::7] = 30.0
     got = canal_axis(pts, np.ones(len(z), bool), area, 2.0)
-    assert np.degrees(np.arccos(np.dot(got, axis))) < 2.0
+    assert np.degrees(np.arccos(np.clip(np.dot(got, axis), -1.0, 1.0))) < 2.0
 
 
 @pytest.mark.parametrize("axis", ["x", "y", "z"])
@@ -121,17 +121,20 @@ def test_c2_cut_is_refused_with_what_was_seen():
         assert "z " in str(exc.value) or "edge" in str(exc.value), str(exc.value)
 
 
-def test_not_found_message_names_the_canal_and_the_seed_hint(skull_c5):
-    """Erase the bone in front of the canal around C1-C2 (no dens, no C1 arch): C2 is still in
-    view, so the refusal is 'not found' with what was seen and the seed hint."""
+@pytest.mark.xfail(strict=True, reason="open (issue 14): with the dens cut away flat, the top of "
+                   "C2's body reads as a short dens and C2 is answered one level down")
+def test_no_dens_is_not_found_or_still_c2(skull_c5):
+    """Erase the dens and the C1 anterior arch (an absent dens: os odontoideum, a resection):
+    C2's body is still in view, so either it is still found (on C2, never C3) or the refusal
+    is 'not found' with what was seen and the seed hint - never 'not in the field of view'."""
     arr = sitk.GetArrayFromImage(skull_c5.ct).astype(np.float32)
     tip = np.asarray(skull_c5.truth["dens_tip_lps_mm"])
     centre = np.asarray(skull_c5.truth["c2_center_lps_mm"])
     img = skull_c5.ct
-    lo = np.array(img.TransformPhysicalPointToContinuousIndex((tip - [25, 20, 45]).tolist()))
-    hi = np.array(img.TransformPhysicalPointToContinuousIndex((tip + [25, 4, 12]).tolist()))
-    i0, i1 = np.floor(np.minimum(lo, hi)).astype(int), np.ceil(np.maximum(lo, hi)).astype(int)
-    i0 = np.maximum(i0, 0)
+    lo = np.array(img.TransformPhysicalPointToContinuousIndex((tip - [9, 14, 16]).tolist()))
+    hi = np.array(img.TransformPhysicalPointToContinuousIndex((tip + [9, 5, 6]).tolist()))
+    i0 = np.maximum(np.floor(np.minimum(lo, hi)).astype(int), 0)
+    i1 = np.ceil(np.maximum(lo, hi)).astype(int)
     arr[i0[2]:i1[2], i0[1]:i1[1], i0[0]:i1[0]] = 40.0
     erased = sitk.GetImageFromArray(arr)
     erased.CopyInformation(img)
@@ -141,5 +144,4 @@ def test_not_found_message_names_the_canal_and_the_seed_hint(skull_c5):
         assert exc.code == "c2_not_found", str(exc)
         assert "canal" in str(exc) and "seed" in exc.hint.lower()
         return
-    # an answer must still be C2, not another level
     assert np.linalg.norm(np.asarray(loc.center_lps_mm) - centre) < 12.0

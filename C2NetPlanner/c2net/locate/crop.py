@@ -19,6 +19,9 @@ from ..geometry import AIR_HU, canonical_reference, physical_bounds
 
 CROP_SPACING_MM = 1.0
 _OUTSIDE = -60000.0
+#: Nearest neighbour: linear interpolation onto a grid offset by part of a voxel averages
+#: neighbouring voxels and closes the 1-2 mm joint spaces that make the dens an island.
+INTERPOLATOR = sitk.sitkNearestNeighbor
 
 
 @dataclass
@@ -60,8 +63,9 @@ def _source(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     return sitk.BinShrink(image, factors) if any(f > 1 for f in factors) else image
 
 
-def _read(src: sitk.Image, ref: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, _OUTSIDE, sitk.sitkFloat32)
+def _read(src: sitk.Image, ref: sitk.Image, interpolator=None) -> tuple[np.ndarray, np.ndarray]:
+    out = sitk.Resample(src, ref, sitk.Transform(), interpolator or INTERPOLATOR, _OUTSIDE,
+                        sitk.sitkFloat32)
     hu = sitk.GetArrayFromImage(out)
     valid = hu > 0.5 * _OUTSIDE
     hu[~valid] = AIR_HU
@@ -87,8 +91,8 @@ def make_crop(image: sitk.Image, lo_lps: np.ndarray, hi_lps: np.ndarray,
 
 
 def make_frame_crop(image: sitk.Image, origin_lps: np.ndarray, rotation: np.ndarray,
-                    lo_u: np.ndarray, hi_u: np.ndarray, spacing_mm: float = CROP_SPACING_MM
-                    ) -> Crop:
+                    lo_u: np.ndarray, hi_u: np.ndarray, spacing_mm: float = CROP_SPACING_MM,
+                    interpolator=None) -> Crop:
     """Resample ``image`` onto a grid along the columns of ``rotation`` (LPS directions of the
     L, P, S array axes) covering the box ``lo_u..hi_u`` of frame coordinates
     ``u = rotation.T @ (x - origin_lps)`` (mm). Nothing is clipped: voxels outside the input's
@@ -101,5 +105,5 @@ def make_frame_crop(image: sitk.Image, origin_lps: np.ndarray, rotation: np.ndar
     ref.SetSpacing([float(spacing_mm)] * 3)
     ref.SetOrigin(origin.tolist())
     ref.SetDirection(rotation.ravel().tolist())
-    hu, valid = _read(_source(image, spacing_mm), ref)
+    hu, valid = _read(_source(image, spacing_mm), ref, interpolator)
     return Crop(hu=hu, valid=valid, origin=origin, spacing_mm=spacing_mm, rotation=rotation)

@@ -85,10 +85,12 @@ MIN_CANAL_MM = 20.0
 MIN_DENS_SCORE = 5.0
 #: Wrong-level guard: slices of the dens run that must show the C1 ring (arch or a mass).
 MIN_RING_SLICES = 2
-#: Wrong-level guard: the bone-enclosed canal ends above at the C1 ring / foramen magnum, and
-#: the dens base lies 10-30 mm below that end (C1's ring is ~10 mm tall, the dens 14-18 mm); a
-#: run starting further down than this is a lower level.
-DENS_BELOW_CANAL_TOP_MM = 40.0
+#: Wrong-level guard: the bone-enclosed canal ends above at the C1 ring or in the foramen
+#: magnum (10-20 mm above the dens tip; the track may run ~10 mm into it), and the dens base
+#: lies 14-18 mm below the tip: at most ~50 mm below the canal's top. C3's body starts >= 40 mm
+#: below the dens tip (C2 is 35-45 mm tall), i.e. >= 55 mm below the top: a run starting
+#: further down than this is a lower level.
+DENS_BELOW_CANAL_TOP_MM = 50.0
 #: The dens is a midline structure: its island centres lie on the canal's mid-sagittal line
 #: (within a few mm of asymmetry); C1's lateral masses and C2's facets lie 15-25 mm aside.
 MAX_DENS_OFF_MIDLINE_MM = 7.0
@@ -178,6 +180,16 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
     progress("locate", 0.45, "estimating the spine's own frame")
     frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts, track.observed,
                            track.area_mm2)
+    if frame.tilt_deg > RETRACK_TILT_DEG:
+        # a tilted canal is cut obliquely by axial slices, where the C1 ring need not enclose
+        # it: follow it again on slices perpendicular to the spine
+        retracked = _retrack(image, frame, track_pts, wv.spacing_mm)
+        up = frame.rotation[:, 2]
+        # kept when it follows the canal further up (where axial slices lost it)
+        if retracked is not None and (retracked[1] @ up).max() > (track_pts @ up).max() + 4.0:
+            track, track_pts = retracked
+            frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts,
+                                   track.observed, track.area_mm2)
     progress("locate", 0.55, "looking for the dens inside the C1 ring")
     length_mm = track.length_mm * wv.spacing_mm
     evidence = {
@@ -198,6 +210,7 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
             first_error = first_error or no_dens_error(image, track_pts, frame.rotation[:, 2],
                                                        length_mm)
             continue
+        runs = _highest_first(runs, crop.spacing_mm)
         check_cut_column_above(crop, runs[0], candidates)
         # best first; a run that fails as a dens (no tip above it, no C1 ring) is another
         # structure, and the next may be the dens. A cut C2 is cut in any frame: that refusal
@@ -210,6 +223,51 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
                     raise
                 first_error = first_error or exc
     raise first_error
+
+
+#: A dens-like run starting within this distance (mm) above another's top is the same C2
+#: further up: the dens is C2's highest part, so the lower run is its body or the dens base.
+SAME_C2_ABOVE_MM = 20.0
+
+
+def _highest_first(runs: list[DensRun], spacing_mm: float) -> list[DensRun]:
+    """Runs in the order they are tried: best score first, but a run with another accepted run
+    starting less than ``SAME_C2_ABOVE_MM`` above its top yields to that higher run (the dens
+    tip is the top of C2; a lower island is part of C2's body, or the dens base below a joint
+    of thin cartilage)."""
+    order = list(runs)
+    out: list[DensRun] = []
+    while order:
+        run = order.pop(0)
+        above = [r for r in order if 0 < (r.k_lo - run.k_hi) * spacing_mm <= SAME_C2_ABOVE_MM]
+        while above:
+            run = max(above, key=lambda r: r.k_lo)
+            order.remove(run)
+            above = [r for r in order
+                     if 0 < (r.k_lo - run.k_hi) * spacing_mm <= SAME_C2_ABOVE_MM]
+        out.append(run)
+    # what was passed over comes after, best first
+    return out + [r for r in runs if r not in out]
+
+
+#: Beyond this tilt (degrees) of the spine the canal is followed again in the spine's frame.
+RETRACK_TILT_DEG = 8.0
+
+
+def _retrack(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray, spacing_mm: float
+             ) -> tuple[CanalTrack, np.ndarray] | None:
+    """The canal followed on a coarse grid in the spine's frame around the first track (the
+    track and its LPS points, upwards), or None when it is not found there."""
+    rot = frame.rotation
+    top = track_pts[np.argmax(track_pts @ rot[:, 2])]
+    u = (track_pts - top) @ rot
+    grid = make_frame_crop(image, top, rot, u.min(0) - [50.0, 50.0, 10.0],
+                           u.max(0) + [50.0, 50.0, 40.0], spacing_mm, sitk.sitkLinear)
+    mask = canal_like(grid.hu, spacing_mm) & grid.valid
+    track = track_canal(mask, spacing_mm, body_midline(grid.hu))
+    if track is None or track.length_mm * spacing_mm < MIN_CANAL_MM:
+        return None
+    return track, grid.index_to_lps(np.stack([track.k, track.p, track.lr], axis=1))
 
 
 #: Up to this tilt (degrees) of the spine from the scanner's axis the cues are first read on

@@ -25,6 +25,11 @@ from scipy import ndimage
 
 #: Length (mm) of the top of the canal track through which the spine axis is fitted (C1-C3).
 AXIS_FIT_MM = 60.0
+#: A window of the track is straight when its points lie within this rms distance (mm) of
+#: its line.
+MAX_RMS_MM = 3.0
+#: The windows lie in the top of the track (mm of its length): C1-C4, not the lordotic lower neck.
+UPPER_CANAL_MM = 110.0
 #: The slab (mm below the canal's top) and radius (mm) whose bone gives the mirror plane.
 SYMMETRY_SLAB_MM = (8.0, 60.0)
 SYMMETRY_RADIUS_MM = 40.0
@@ -63,32 +68,53 @@ def rotation_from(up: np.ndarray, back: np.ndarray) -> np.ndarray:
     return np.stack([left, p, s], axis=1)
 
 
+def _fit_line(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(unit direction pointing up, mean, rms distance) of a least-squares line."""
+    mean = pts.mean(0)
+    _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
+    axis = vt[0] if vt[0][2] >= 0 else -vt[0]
+    d = pts - mean
+    off = np.linalg.norm(d - np.outer(d @ axis, axis), axis=1)
+    return axis, mean, float(np.sqrt(np.mean(off ** 2)))
+
+
 def canal_axis(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray,
                spacing_mm: float) -> np.ndarray:
-    """Unit LPS vector (pointing up) of a line through the top ``AXIS_FIT_MM`` of the track.
+    """Unit LPS axis (pointing up) of the upper canal, from the track (ordered upwards).
 
     Only slices where the canal was seen with a canal-sized cross-section (>= 60 mm^2) count:
-    small enclosed pockets at the ends of a stretch (a foramen, the gap between laminae) are
-    off the canal's centre line. Points more than 4 mm from a first line are dropped and the
-    line fitted again."""
+    small enclosed pockets (a foramen, the gap between laminae) are off the canal's centre
+    line. Above C1 the track can run on into enclosed pockets of the skull base (a tilted head
+    puts mastoid and petrous bone around soft tissue on one slice); such stretches are short.
+    Windows of ``AXIS_FIT_MM`` within the top ``UPPER_CANAL_MM`` of the track (C1-C4; the lower
+    neck curves) are fitted with a line; the axis is that of the straight window (points
+    within ``MAX_RMS_MM`` of its line) on whose line most of the track lies, the highest of
+    equals."""
+    n = len(track_lps)
     keep = observed & (area_mm2 >= 60.0)
     pts = track_lps[keep] if keep.sum() >= 4 else track_lps
-    order = np.argsort(-pts[:, 2])
-    pts = pts[order]
-    steps = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
-    pts = pts[steps <= AXIS_FIT_MM]
-    if len(pts) < 4 or np.ptp(pts[:, 2]) < 3 * spacing_mm:
+    if n < 4 or len(pts) < 4 or np.ptp(pts[:, 2]) < 3 * spacing_mm:
         return np.array([0.0, 0.0, 1.0])
-    axis = np.array([0.0, 0.0, 1.0])
-    for _ in range(2):
-        mean = pts.mean(0)
-        _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
-        axis = vt[0] if vt[0][2] >= 0 else -vt[0]
-        d = pts - mean
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
+    best = None
+    first = max(0.0, arc[-1] - UPPER_CANAL_MM)
+    for start in np.arange(first, max(arc[-1] - AXIS_FIT_MM, first) + 1e-6, 2.0 * spacing_mm):
+        window = (arc >= start) & (arc <= start + AXIS_FIT_MM)
+        if window.sum() < 4:
+            continue
+        axis, mean, rms = _fit_line(pts[window])
+        # one refit without the points more than 4 mm off
+        d = pts[window] - mean
         off = np.linalg.norm(d - np.outer(d @ axis, axis), axis=1)
-        if (off <= 4.0).sum() < 4:
-            break
-        pts = pts[off <= 4.0]
+        if (off <= 4.0).sum() >= 4:
+            axis, mean, rms = _fit_line(pts[window][off <= 4.0])
+        d_all = pts - mean
+        off_all = np.linalg.norm(d_all - np.outer(d_all @ axis, axis), axis=1)
+        support = int((off_all <= MAX_RMS_MM + 1.0).sum())
+        cand = (rms <= MAX_RMS_MM, support, start, axis)
+        if best is None or cand[:3] > best[:3]:
+            best = cand
+    axis = best[3] if best is not None else _fit_line(pts)[0]
     return axis / np.linalg.norm(axis)
 
 
