@@ -41,7 +41,7 @@ import SimpleITK as sitk
 from ..errors import LocalisationError
 from ..geometry import physical_bounds
 from ..progress import ProgressCallback, null_progress
-from .canal import body_midline, canal_like, track_canal
+from .canal import CanalTrack, body_midline, canal_like, track_canal
 from .crop import Crop, make_frame_crop
 from .dens import DensRun, dens_runs, run_slope, slice_cues
 from .disc import BODY_MIN_HU, body_below, c2_height
