@@ -172,8 +172,9 @@ def assess(
         with clock.stage("segment", "U-Net on the C2 region, anatomical finder beside it"):
             from .segment import segment_pedicles_checked
 
-            outcome = segment_pedicles_checked(loaded.image, location.center_lps_mm,
-                                               model=seg_model, progress=progress)
+            outcome = segment_pedicles_checked(
+                loaded.image, location.center_lps_mm, model=seg_model, progress=progress,
+                spine_frame=location.evidence.get("spine_frame"))
             result.segmentation = outcome.labels
             result.segmentation_sources = outcome
             result.warnings.extend(outcome.notes)

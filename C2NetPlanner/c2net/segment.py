@@ -246,8 +246,12 @@ def _distance_to_mask_mm(labels: sitk.Image, value: int, point_lps: Sequence[flo
 def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                              model: Optional[OnnxModel] = None, model_dir=None,
                              threads: Optional[int] = None,
-                             progress: Optional[ProgressCallback] = None) -> SegmentationOutcome:
+                             progress: Optional[ProgressCallback] = None,
+                             spine_frame: Optional[dict] = None) -> SegmentationOutcome:
     """U-Net segmentation with the anatomical finder as fallback per side (and for the check).
+
+    ``spine_frame``: the localiser's ``evidence["spine_frame"]``; the finder searches in the
+    vertebra's own frame with it.
 
     Raises :class:`SegmentationError` only when neither segmenter finds a pedicle on any side.
     """
@@ -265,7 +269,7 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
         notes.append(f"U-Net: {exc.message}")
     progress("segment", 1.0, "anatomical pedicle finder")
     t0 = time.perf_counter()
-    finder = find_pedicles(ct, c2_center_lps_mm)
+    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame)
     finder_s = time.perf_counter() - t0
     segmenter: Dict[str, Optional[str]] = {}
     unet_arr = None if unet is None else sitk.GetArrayFromImage(unet)

@@ -7,7 +7,8 @@ Given a CT (HU, any orientation and spacing) and the C2 centre from :func:`c2net
 the same contract as :func:`c2net.segment.segment_pedicles` (uint8 on the CT's grid: 1 = C2
 pedicle left, 2 = right, patient sides):
 
-1. a canonical 1 mm crop around the C2 centre (:func:`c2net.geometry.canonical_crop`);
+1. a 1 mm crop around the C2 centre, aligned with the vertebra's own frame when the
+   localiser gives one (:func:`spine_crop`), else canonical (:func:`c2net.geometry.canonical_crop`);
 2. the scan's own bone levels (:mod:`.levels`): soft tissue, cortex, and the inside-bone level
    between them; inside-bone mask = above that level, enclosed marrow filled in 3D;
 3. the spinal canal (:mod:`.canal`): the soft-tissue hole the vertebral ring encloses;
@@ -107,13 +108,62 @@ def solid_bone(hu: np.ndarray, levels: BoneLevels) -> np.ndarray:
     return solid
 
 
-def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float]) -> FinderResult:
+def spine_frame_matrix(spine_frame: Optional[dict]) -> np.ndarray:
+    """3x3 rotation whose columns are the vertebra's left, posterior and superior directions
+    (LPS), from the localiser's ``evidence["spine_frame"]`` (``axis_lps``: up the spine,
+    ``anterior_lps``); the identity without one."""
+    if not spine_frame:
+        return np.eye(3)
+    try:
+        up = np.asarray(spine_frame["axis_lps"], float)
+        ant = np.asarray(spine_frame["anterior_lps"], float)
+    except (KeyError, TypeError, ValueError):
+        return np.eye(3)
+    if up.shape != (3,) or ant.shape != (3,) or np.linalg.norm(up) < 1e-6:
+        return np.eye(3)
+    z = up / np.linalg.norm(up)
+    y = -(ant - (ant @ z) * z)
+    if np.linalg.norm(y) < 1e-3:
+        return np.eye(3)
+    y /= np.linalg.norm(y)
+    x = np.cross(y, z)
+    r = np.stack([x, y, z], axis=1)
+    if r[0, 0] < 0 or r[2, 2] < 0:      # never a frame that flips left/right or up/down
+        return np.eye(3)
+    return r
+
+
+def spine_crop(ct: sitk.Image, centre: np.ndarray, rot: np.ndarray,
+               size_mm: Sequence[float] = FINDER_ROI_MM) -> sitk.Image:
+    """A 1 mm crop of ``ct`` around ``centre`` on a grid aligned with the vertebra's frame
+    (columns of ``rot``: left, posterior, superior); arrays are ``[S, P, L]`` in that frame."""
+    if np.allclose(rot, np.eye(3)):
+        return canonical_crop(ct, centre, size_mm)
+    size = np.asarray(size_mm, dtype=int)
+    half = (size - 1) / 2.0
+    ref = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
+    ref.SetSpacing([1.0, 1.0, 1.0])
+    ref.SetDirection(rot.ravel().tolist())
+    ref.SetOrigin((centre - rot @ half).tolist())
+    # the same anti-aliased canonical crop, over the rotated box's bounding box, resampled
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * (size - 1)
+    pts = corners @ rot.T + np.asarray(ref.GetOrigin())
+    lo, hi = pts.min(axis=0) - 2.0, pts.max(axis=0) + 2.0
+    box = canonical_crop(ct, 0.5 * (lo + hi), np.ceil(hi - lo))
+    return sitk.Resample(box, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+
+
+def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
+                  spine_frame: Optional[dict] = None) -> FinderResult:
     """Find both C2 pedicles of ``ct`` around the C2 centre (LPS mm); never raises for anatomy.
 
-    A side that cannot be found is ``None`` in ``sides`` with its reason in ``reasons``.
+    ``spine_frame``: the localiser's ``evidence["spine_frame"]`` (``axis_lps`` up the spine,
+    ``anterior_lps``): the search then runs in the vertebra's own frame, so a flexed, tilted or
+    turned neck is searched like an upright one. A side that cannot be found is ``None`` in
+    ``sides`` with its reason in ``reasons``.
     """
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
-    roi = canonical_crop(ct, centre, FINDER_ROI_MM)
+    roi = spine_crop(ct, centre, spine_frame_matrix(spine_frame))
     hu = sitk.GetArrayFromImage(roi)
     sides: Dict[str, Optional[FoundPedicle]] = {s: None for s in SIDES}
     if float(np.mean(hu <= AIR_HU + 1)) > 0.5:
@@ -152,7 +202,8 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float]) -> FinderRe
 def _found(roi: sitk.Image, tube: Tube) -> FoundPedicle:
     q = tube.isthmus_kji[::-1]                     # (i, j, k) = (x, y, z) on the 1 mm crop
     p = np.asarray(roi.TransformContinuousIndexToPhysicalPoint([float(v) for v in q]))
-    axis = tube.axis_kji[::-1].astype(float)       # identity direction, 1 mm: LPS as is
+    # 1 mm grid: an index-space direction maps to LPS through the crop's direction matrix
+    axis = np.asarray(roi.GetDirection(), float).reshape(3, 3) @ tube.axis_kji[::-1]
     axis /= np.linalg.norm(axis)
     return FoundPedicle(side=tube.side, isthmus_center_lps_mm=tuple(float(v) for v in p),
                         axis_lps=tuple(float(v) for v in axis), clearance_mm=tube.clearance_mm,

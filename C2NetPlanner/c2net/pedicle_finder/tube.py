@@ -143,13 +143,15 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     shifts = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     geo = canal.per_slice()
     sgn = 1.0 if side == "left" else -1.0
-    best = (-1.0, None, None, None)
+    best = (-1.0, None, None, None, None)
     for t in top:
         p0, a0 = cand[t // m].astype(float), angles[t % m]
         fm, fc = np.meshgrid(a0[0] + fine, a0[1] + fine, indexing="ij")
         fa = np.stack([fm.ravel(), fc.ravel()], axis=1)
         fa = fa[(fa[:, 0] >= MEDIAL_RANGE_DEG[0]) & (fa[:, 0] <= MEDIAL_RANGE_DEG[1])
                 & (fa[:, 1] >= CRANIAL_RANGE_DEG[0]) & (fa[:, 1] <= CRANIAL_RANGE_DEG[1])]
+        if len(fa) == 0:
+            continue
         fd = directions(side, fa[:, 0], fa[:, 1])
         cs = p0 + shifts
         cc = np.repeat(cs, len(fd), 0)
@@ -167,7 +169,7 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
         if sc[i] > best[0]:
             best = (float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
     score, p, d, line, ang = best
-    if score < MIN_CLEARANCE_MM:
+    if p is None or score < MIN_CLEARANCE_MM:
         return None
     # the constriction along the best segment (sub-mm: parabola through the least sample)
     j = int(np.argmin(line))
