@@ -181,3 +181,26 @@ def test_unet_kept_when_on_the_pedicle_and_replaced_when_a_fragment(small_phanto
     out = segment.segment_pedicles_checked(small_phantom.ct, centre)
     assert out.segmenter == {"left": segment.UNET, "right": segment.FINDER}
     assert any("fragment" in n for n in out.notes)
+
+
+def test_finder_in_a_flexed_neck_uses_the_spine_frame(small_phantom):
+    """The phantom's voxels posed 20 deg flexed (rotated direction matrix): with the
+    localiser's spine frame the finder still puts each isthmus on its own pedicle."""
+    from c2net.locate import locate_c2
+
+    ph = small_phantom
+    centre = np.asarray(ph.truth["c2_center_lps_mm"], float)
+    t = np.radians(20.0)
+    r = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    posed = sitk.Image(ph.ct)
+    d = np.asarray(ph.ct.GetDirection(), float).reshape(3, 3)
+    posed.SetDirection((r @ d).ravel().tolist())
+    posed.SetOrigin((centre + r @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
+    labels = sitk.Image(ph.labels)
+    labels.CopyInformation(posed)
+    loc = locate_c2(posed)
+    res = find_pedicles(posed, loc.center_lps_mm, loc.evidence.get("spine_frame"))
+    for side, value in (("left", 2), ("right", 3)):
+        f = res.sides[side]
+        assert f is not None, res.reasons
+        assert _distance_to_label(labels, value, f.isthmus_center_lps_mm) <= 2.0
