@@ -116,12 +116,21 @@ def test_blanking_the_opposite_pedicle_changes_nothing(classifier, held_out_side
 
 
 def test_cam_peak_lies_on_the_measured_pedicle(classifier, held_out_sides):
+    """The high-risk map of a high-risk side peaks on its pedicle (within one 8 mm CAM cell of
+    the isthmus centre); any non-empty map peaks nearer its own isthmus than the other."""
+    high = 0
     for seed, side, sa, other in held_out_sides:
         sl, cam = sa.slices, sa.prediction.cam_high_risk
+        if cam.max() <= 0:          # a confidently low-risk side has no high-risk evidence
+            assert sa.prediction.p_high_risk < 0.5, (seed, side)
+            continue
         c = np.asarray(sl.slice_centers_lps_mm[0])
         _, j, i = np.unravel_index(np.argmax(cam), cam.shape)
         peak = c[:2] + (np.array([i, j]) - 31.5)
         own = np.asarray(sa.measurement.isthmus_center_lps_mm)[:2]
         opp = np.asarray(other.measurement.isthmus_center_lps_mm)[:2]
         assert np.linalg.norm(peak - own) < np.linalg.norm(peak - opp), (seed, side, peak)
-        assert np.linalg.norm(peak - own) <= APERTURE_RADIUS_MM, (seed, side, peak, own)
+        if sa.prediction.p_high_risk >= 0.5:
+            high += 1
+            assert np.linalg.norm(peak - own) <= 8.0, (seed, side, peak, own)
+    assert high == 2   # one high-risk left and one high-risk right pedicle were checked

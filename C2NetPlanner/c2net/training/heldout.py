@@ -155,7 +155,12 @@ def evaluate_classifier(manifest: Path, model, cutoff_mm: float = D.HIGH_RISK_CU
                 hu, _ = D.fallback_isthmus_crop(ct, centre, mask)
                 src = "fallback_truth_isthmus" if src == "measure" else src
             mpd = D.truth_mpd(case, truth, side)
-            pred = predict_risk(IsthmusSlices(side, hu, [(0.0, 0.0, 0.0)] * 5), model=model)
+            # the true isthmus centres place the slices and cap the own-side aperture
+            own = D._truth_side(truth, side).get("isthmus_center_lps_mm") or (0.0, 0.0, 0.0)
+            other = D._truth_side(truth, "right" if side == "left" else "left").get(
+                "isthmus_center_lps_mm")
+            pred = predict_risk(IsthmusSlices(side, hu, [tuple(own)] * 5), model=model,
+                                other_isthmus_lps_mm=other)
             rows.append({"patient_id": case.patient_id, "side": side, "mpd_mm": mpd,
                          "label_high_risk": int(mpd < cutoff_mm), "p_high_risk": pred.p_high_risk,
                          "source": src})
