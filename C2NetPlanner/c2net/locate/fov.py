@@ -194,3 +194,30 @@ def check_c2_inside_image(image: sitk.Image, centre: np.ndarray, rotation: np.nd
                 "C2's extent).", "Use a scan or reconstruction whose field of view holds the "
                 "whole of C2 (the whole neck in-plane, C1 to C3 along it).",
                 code="c2_partly_in_fov")
+
+
+#: Wrong-level guard: above a dens tip lies soft tissue (the apical ligament), then at most the
+#: basion or C1's arch, a few mm of bone in the dens's column. A column that resumes within
+#: ``BODY_ABOVE_GAP_MM`` above the tip and stays bone for ``BODY_ABOVE_MM`` is a vertebral body
+#: above a disc: the run is a lower level's body (C3 under C2).
+BODY_ABOVE_GAP_MM = 8.0
+BODY_ABOVE_MM = 10.0
+
+
+def body_above(crop: Crop, run: DensRun, k_end: int) -> float:
+    """Length (mm) of the longest stretch of mostly-bone dens-column slices that starts within
+    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` (0 when none)."""
+    sp = crop.spacing_mm
+    k_top = column_range(crop, run)[1]
+    best = 0.0
+    k = k_end + 2
+    while k <= min(k_top, k_end + int(round(BODY_ABOVE_GAP_MM / sp))):
+        if dens_disc_bone(crop, run, k) >= 0.5:
+            j = k
+            while j + 1 <= k_top and dens_disc_bone(crop, run, j + 1) >= 0.5:
+                j += 1
+            best = max(best, (j - k + 1) * sp)
+            k = j + 1
+        else:
+            k += 1
+    return best
