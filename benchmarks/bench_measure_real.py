@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from c2net import geometry
 from c2net.load import load_ct
 from c2net.measure import measure_both
 from c2net.measure import pedicle as _ped

@@ -22,11 +22,13 @@ Per ray (from the section centre outward), as a careful reader does on an obliqu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import ndtr
 
 #: The profile must fall this share of the way from a candidate peak to the soft-tissue level
 #: before the peak counts (the reader's "significant" peak).
@@ -159,14 +161,11 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     dip = found & (pval - mn_before >= DIP_FRACTION * contrast)
     # medullary plateau per section: the inner half of its canal rays
     n_sec = n // n_rays
-    plateau = np.full(n, np.nan)
     inner_half = j <= (0.5 * pk)[:, None]
     vals = np.where(inner_half & dip[:, None], ps, np.nan).reshape(n_sec, -1)
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sec_plateau = np.nanmedian(vals, axis=1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sec_plateau = np.nanmedian(vals, axis=1)
     plateau = np.repeat(sec_plateau, n_rays)
     plateau = np.where(np.isfinite(plateau), np.maximum(plateau, mn_before), mn_before)
     thr_in = 0.5 * (pval + plateau)
@@ -277,7 +276,6 @@ def _phi(x):
 
 
 def _Phi(x):
-    from scipy.special import ndtr
     return ndtr(x)
 
 
@@ -331,7 +329,7 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
     return th, rms
 
 
-def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: "RayEdges", max_rays: int = 600,
+def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_rays: int = 600,
                           ) -> Tuple[float, float]:
     """(blur sigma mm, cortical density HU) of the scan, from the full model fitted to the
     canal rays' profiles (both are properties of the scan, shared by all its rays; the median

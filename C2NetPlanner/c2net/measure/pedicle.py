@@ -33,8 +33,15 @@ from ..progress import ProgressCallback, null_progress
 from ..results import PedicleMeasurement
 from . import edges as _edges
 from . import widths as _w
-from .axis import (axis_angles_deg, crop_to_mask, mask_points, pedicle_axis_from_mask, section_basis,
-                   slab_centroid, trajectory_axis)
+from .axis import (
+    axis_angles_deg,
+    crop_to_mask,
+    mask_points,
+    pedicle_axis_from_mask,
+    section_basis,
+    slab_centroid,
+    trajectory_axis,
+)
 from .sampling import DIRS2, N_RAYS, RADII, local_ct, ray_profiles
 
 SECTION_STEP_MM = 0.25
