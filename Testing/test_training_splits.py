@@ -49,3 +49,11 @@ def test_temperature_scaling_recovers_a_known_temperature():
     assert nll(overconfident, y, t) < nll(overconfident, y, 1.0)
     assert brier_score(softmax(overconfident, t)[:, 1], y) < brier_score(softmax(overconfident)[:, 1], y)
     assert fit_temperature(np.zeros((0, 2)), np.zeros(0)) == 1.0
+
+
+def test_separable_validation_does_not_sharpen_the_temperature():
+    """Perfectly separated validation logits leave T undetermined: keep T = 1."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    logits = np.stack([-(2 * y - 1) * 3.0, (2 * y - 1) * 3.0], axis=1) + rng.normal(0, 0.1, (80, 2))
+    assert fit_temperature(logits, y) == 1.0

@@ -26,10 +26,17 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray,
                     bounds: tuple = (0.05, 20.0)) -> float:
-    """The temperature T in ``bounds`` minimising the validation NLL (1.0 if no data)."""
+    """The temperature T in ``bounds`` minimising the validation NLL (1.0 if no data).
+
+    When the logits classify every validation item correctly the NLL keeps falling as
+    T -> 0: the data do not determine T, and sharpening would only make the probabilities
+    overconfident. Then T = 1 (the network's own softmax) is returned.
+    """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0:
+        return 1.0
+    if np.all(np.argmax(logits, axis=1) == labels):   # separable: T is not determined
         return 1.0
     res = minimize_scalar(lambda lt: nll(logits, labels, float(np.exp(lt))),
                           bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
