@@ -26,8 +26,8 @@ SEGMENTATION_LABELS = (1, 2)
 def add_trajectory_arguments(parser) -> None:
     """--trajectory-left/--trajectory-right EX EY EZ TX TY TZ and --seed-frame (shared with
     ``c2net assess``)."""
-    for side in ("left", "right"):
-        parser.add_argument(f"--trajectory-{side}", nargs=6, type=float,
+    for option, side in (("--trajectory-left", "left"), ("--trajectory-right", "right")):
+        parser.add_argument(option, nargs=6, type=float,
                             metavar=("EX", "EY", "EZ", "TX", "TY", "TZ"),
                             help=f"measure the {side} (patient) isthmus along this entry -> target line "
                                  "(mm; entry near the lamina, target in the vertebral body) instead of a mask")
