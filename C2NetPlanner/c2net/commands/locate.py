@@ -1,7 +1,10 @@
 """``c2net locate CT [--seed X Y Z [--seed-frame LPS|RAS]] [--vertebra-mask FILE --c2-label N]
 [--out FILE.json]``: find C2 and print its region of interest as JSON.
 
-Points are printed in LPS millimetres (the DICOM/SimpleITK patient frame). A seed given in RAS
+The JSON's ``location`` holds the C2 centre, dens tip and region of interest, a ``confidence``
+(0..1: how much of the expected evidence - dens, C1 ring, C2/C3 disc, spine frame - was seen)
+and the evidence itself. Points are printed in LPS millimetres (the DICOM/SimpleITK patient
+frame). A seed given in RAS
 (Slicer's frame) is converted (x and y change sign) and the output says which frame it came
 in. Refusals (C2 not / only partly in the field of view, too coarse, bad seed or mask) print
 ``error:``/``hint:`` and exit with code 2.
