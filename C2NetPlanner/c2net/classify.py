@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .classifier_view import aperture_radius_mm, own_side_view
+from .classifier_view import aperture_radius_mm, aperture_weights, own_side_view
 from .errors import InputError
 from .models import OnnxModel, load_model
 from .results import SIDES, IsthmusSlices, RiskPrediction
@@ -36,6 +36,18 @@ def classifier_input(hu: np.ndarray, model: OnnxModel) -> np.ndarray:
 def _expected_shape(model: OnnxModel):
     shape = model.metadata.get("input", {}).get("shape", [None, 3, 5, 64, 64])
     return tuple(int(s) for s in shape[2:])
+
+
+def _within_aperture(heat: np.ndarray, radius_mm: float, pixel_mm: float) -> np.ndarray:
+    """The map where the network saw the CT, renormalised to a maximum of 1 there.
+
+    Outside the aperture the input is a constant (-200 HU); what the last conv block holds
+    there comes from the crop's zero padding and the biases, not from anatomy, so it is not
+    shown as attention.
+    """
+    out = heat * aperture_weights(heat.shape[-2:], radius_mm, pixel_mm)[None]
+    top = float(out.max())
+    return (out / top).astype(np.float32) if top > 0 else out.astype(np.float32)
 
 
 def sees_own_side_only(model: OnnxModel) -> bool:
@@ -74,6 +86,8 @@ def predict_risk(slices: IsthmusSlices, model: Optional[OnnxModel] = None, model
     zt = zt - zt.max()
     p = np.exp(zt) / np.exp(zt).sum()
     heat = np.clip(cam[0, HIGH_RISK_CLASS].astype(np.float32), 0.0, 1.0)
+    if sees_own_side_only(model):
+        heat = _within_aperture(heat, radius, slices.pixel_mm)
     return RiskPrediction(side=slices.side, p_high_risk=float(p[HIGH_RISK_CLASS]),
                           logits=(float(z[0]), float(z[1])), temperature=float(t),
                           cam_high_risk=heat, model_id=f"{model.id}@{model.version}")

@@ -97,8 +97,7 @@ def _fit_text(fit: Optional[Mapping[str, Any]]) -> str:
     if not fit:
         return "n/a"
     words = {"fits": "fits", "does_not_fit": "does not fit", "borderline": "BORDERLINE"}
-    text = (f"{words.get(fit.get('fit'), fit.get('fit'))} (margin {fit.get('margin_mm'):+.2f}, "
-            f"needs {fit.get('required_margin_mm'):.2f} mm)")
+    text = f"{words.get(fit.get('fit'), fit.get('fit'))}, margin {fit.get('margin_mm'):+.2f} mm"
     return text if fit.get("validated") else text + " *"
 
 
@@ -172,7 +171,8 @@ def verdict_labels(report: Mapping[str, Any]) -> Dict[str, str]:
     measure = "MPD" if st.get("verdict_measure", "mpd") == "mpd" else "inner width"
     screw = st.get("screw_mm")
     return {
-        "screw_fit": f"Screw fit ({screw:.1f} mm screw)" if screw is not None else "Screw fit",
+        "screw_fit": (f"Screw fit ({screw:.1f} mm screw; MPD - screw >= {cut - 3.5:.2f} mm)"
+                      if screw is not None and cut is not None else "Screw fit"),
         "verdict_mpd": (f"Measured-width verdict ({measure} \u2265 {cut:.2f} mm = low risk)"
                         if cut is not None else "Measured-width verdict"),
         "verdict_network": (f"C2-Net verdict (p \u2265 {thr:.2f} = high risk)"
