@@ -24,7 +24,7 @@ SCANS = {"vhm": "vhm_head_dicom.tgz", "vhf": "vhf_head_dicom.tgz",
 
 
 def _reader(scan):
-    return {r["side"]: r for r in json.loads(REFERENCE.read_text()) if r["scan"] == scan}
+    return {r["side"]: r for r in json.loads(REFERENCE.read_text(encoding="utf-8")) if r["scan"] == scan}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_vhm_assess_measures_both_sides_automatically(images, tmp_path):
     img = _image(images, "vhm")
     ref = _reader("vhm")
     res = assess(img, out_dir=tmp_path / "out")
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    csv = (tmp_path / "out" / "report.csv").read_text()
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    csv = (tmp_path / "out" / "report.csv").read_text(encoding="utf-8")
     assert "segmenter" in csv.splitlines()[0] and "check_segmentation" in csv.splitlines()[0]
     for side in ("left", "right"):
         sa = res.sides[side]
