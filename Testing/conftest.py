@@ -20,3 +20,14 @@ def small_phantom():
 
     return make_phantom(seed=7, spacing_mm=0.8, mpd_left_mm=6.0, mpd_right_mm=3.5,
                         direction="LPS", fov="c1_c4")
+
+
+@pytest.fixture(autouse=True)
+def _process_locale_restored():
+    """GDCM (SimpleITK's DICOM I/O, also in the tests' own DICOM writer) switches the process
+    to the C locale; give every test the locale it started with."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_CTYPE)
+    yield
+    locale.setlocale(locale.LC_CTYPE, saved)

@@ -99,3 +99,15 @@ def test_screw_fit_means_what_the_report_says():
     assert screw_fit(4.8, 2.0, 0.2, DecisionSettings())["fit"] == "borderline"
     solid = screw_fit(6.0, 0.0, 0.2, DecisionSettings(), no_medullary_canal=True)
     assert solid["fit"] == "does_not_fit" and solid["inner_clearance_mm"] == -3.5
+
+
+def test_loading_dicom_keeps_the_process_locale(tmp_path):
+    """GDCM sets the C locale; after it Python would read report.json as ASCII and batch
+    would crash on the first non-ASCII character (the disclaimer's dash)."""
+    import locale
+
+    before = locale.setlocale(locale.LC_CTYPE)
+    write_dicom_series(tmp_path / "s", [np.array([-20.0, -18.0, 5.0 + 2.0 * k]) for k in range(4)])
+    locale.setlocale(locale.LC_CTYPE, before)      # the test's own writer used GDCM too
+    load_ct(tmp_path / "s")
+    assert locale.setlocale(locale.LC_CTYPE) == before

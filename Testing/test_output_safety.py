@@ -220,7 +220,7 @@ def test_batch_rerun_refused_resume_reruns_failed_and_summary_keeps_rows(case_di
     ids = [r["case_id"] for r in _summary(root)]
     assert ids == ["a", "a", "b", "b", "c"]
     assert [r["case_id"] for r in csv.DictReader((root / "failures.csv").open())] == ["c"]
-    assert json.loads((root / "batch.json").read_text())["cases_in_summary"] == 3
+    assert json.loads((root / "batch.json").read_text(encoding="utf-8"))["cases_in_summary"] == 3
 
 
 def test_batch_overwrite_keeps_user_files_and_exit_code_says_failed(tmp_path, capsys):
@@ -277,7 +277,7 @@ def test_sheared_grid_is_refused_with_the_fix(tmp_path, small_phantom, fmt, capf
     captured = capfd.readouterr()
     assert rc == 2 and "sheared voxel grid" in captured.err and "12.0" in captured.err
     assert "WARNING" not in captured.err and "itk" not in captured.err.lower()
-    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    rep = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
     assert rep["status"] == "error" and rep["error"]["code"] == "sheared_grid"
 
 

@@ -105,7 +105,7 @@ def main() -> int:
          rc == 2 and "--resume" in se and "--overwrite" in se and tree(cohort) == before, f"rc {rc}")
     sitk.WriteImage(sitk.ReadImage(str(ct)), str(later))
     rc, so, se, _ = c2net("batch", "--manifest", manifest, "--out", cohort, "--resume")
-    rows = [json.loads((cohort / c / "report.json").read_text())["status"] for c in ("a", "b")]
+    rows = [json.loads((cohort / c / "report.json").read_text(encoding="utf-8"))["status"] for c in ("a", "b")]
     case("batch --resume re-runs the failed (now fixed) case and keeps the finished one",
          rc == 0 and rows == ["ok", "ok"] and (cohort / "a" / "notes.txt").read_text() == "keep me",
          f"rc {rc}, statuses {rows}")
@@ -152,14 +152,14 @@ def main() -> int:
 
     # 6 honest settings
     rc, so, _, _ = c2net("assess", ct, "--out", work / "screw", "--screw-mm", "6.5", "--quiet")
-    rep = json.loads((work / "screw" / "report.json").read_text()) if rc == 0 else {}
+    rep = json.loads((work / "screw" / "report.json").read_text(encoding="utf-8")) if rc == 0 else {}
     fits = [(rep.get("sides") or {}).get(s, {}).get("screw_fit", {}).get("fit") for s in ("left", "right")]
     case("--screw-mm 6.5 is checked against each MPD (no 6.5 mm screw fits a 6.2 mm pedicle)",
          rc == 0 and fits == ["does_not_fit", "does_not_fit"] and "6.5 mm screw" in so, f"fit {fits}")
     seg_ok = []
     for name in ("segmentation.nii.gz", "segmentation.seg.nrrd"):
         rc, so, se, _ = c2net("measure", ct, "--pedicles", out / name, "--out", work / f"m_{name}.json")
-        got = json.loads((work / f"m_{name}.json").read_text()) if rc == 0 else {}
+        got = json.loads((work / f"m_{name}.json").read_text(encoding="utf-8")) if rc == 0 else {}
         seg_ok.append(rc == 0 and all((got.get("sides") or got).get(s) for s in ("left", "right")))
     case("c2net measure reads the tool's own segmentation.nii.gz and .seg.nrrd", all(seg_ok),
          f"{seg_ok}")

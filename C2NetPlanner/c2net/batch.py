@@ -106,7 +106,7 @@ def read_manifest(path: str) -> List[Case]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"Manifest not found: {p}", hint="Give the path of a CSV file.")
-    with p.open(newline="") as fh:
+    with p.open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise InputError(f"The manifest {p} has no rows.", hint="Add one row per case.")
@@ -146,7 +146,7 @@ def read_manifest(path: str) -> List[Case]:
 
 def rows_from_report(case: Case, report_json: Path) -> List[Dict[str, Any]]:
     """summary.csv rows (one per side; one for a failed case) from a case's report.json."""
-    rep = json.loads(report_json.read_text())
+    rep = json.loads(report_json.read_text(encoding="utf-8"))
     base = {"case_id": case.case_id, "input": case.input, "status": rep.get("status"),
             "report": str(report_json), "disclaimer": DISCLAIMER,
             "total_s": (rep.get("timings_s") or {}).get("total")}
@@ -236,7 +236,7 @@ def _earlier_rows(root: Path, keep_out: set) -> List[Dict[str, Any]]:
     if not path.is_file():
         return []
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8") as fh:
             return [r for r in csv.DictReader(fh) if r.get("case_id") not in keep_out]
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise OutputError(f"The earlier cohort summary {path} cannot be read ({exc}).",

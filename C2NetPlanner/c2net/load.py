@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import locale
 import os
 import shutil
 import struct
@@ -424,6 +425,19 @@ def _load_folder(folder: Path, series_uid: Optional[str], display: str, fmt: str
                      "pass a NIfTI/NRRD/MHA file.")
 
 
+@contextlib.contextmanager
+def _process_locale_kept() -> Iterator[None]:
+    """GDCM (behind SimpleITK's DICOM reader) switches the process locale to "C", after which
+    Python reads and writes text as ASCII by default; put the caller's locale back."""
+    saved = {cat: locale.setlocale(cat) for cat in (locale.LC_CTYPE, locale.LC_NUMERIC)}
+    try:
+        yield
+    finally:
+        for cat, value in saved.items():
+            with contextlib.suppress(locale.Error):
+                locale.setlocale(cat, value)
+
+
 def load_ct(path: PathLike, series_uid: Optional[str] = None) -> LoadedCT:
     """Load a CT (DICOM folder/archive/file, NIfTI, NRRD, MHA/MHD) as float32 HU.
 
@@ -432,6 +446,17 @@ def load_ct(path: PathLike, series_uid: Optional[str] = None) -> LoadedCT:
     (LPS mm); a gantry-tilted or irregularly spaced DICOM stack is resampled onto a regular
     grid along the slice axes and the normal (recorded in ``info["corrections"]``).
     """
+    with _process_locale_kept():
+        return _load_ct(path, series_uid)
+
+
+def list_dicom_series(folder_or_zip: PathLike) -> List[dict]:
+    """Describe every DICOM series in a folder (recursive) or archive, largest first."""
+    with _process_locale_kept():
+        return _list_dicom_series(folder_or_zip)
+
+
+def _load_ct(path: PathLike, series_uid: Optional[str] = None) -> LoadedCT:
     if path is None or str(path).strip() == "":
         raise InputError("No input CT was given.", "Pass " + _SUPPORTED_TEXT + ".")
     p = Path(path).expanduser()
@@ -473,8 +498,7 @@ def _series_uid_of(path: Path) -> Optional[str]:
     return reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else None
 
 
-def list_dicom_series(folder_or_zip: PathLike) -> List[dict]:
-    """Describe every DICOM series in a folder (recursive) or archive, largest first."""
+def _list_dicom_series(folder_or_zip: PathLike) -> List[dict]:
     p = Path(folder_or_zip).expanduser()
     if not p.exists():
         raise InputError(f"{folder_or_zip} does not exist.", "Check the path.")

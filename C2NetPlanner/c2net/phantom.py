@@ -590,7 +590,7 @@ def write_phantom(phantom: Phantom, out_dir: Union[str, Path], overwrite: bool =
         with output_folder(out, names.values(), overwrite) as tmp:
             sitk.WriteImage(sitk.Cast(phantom.ct, sitk.sitkInt16), str(tmp / names["ct"]), True)
             sitk.WriteImage(sitk.Cast(phantom.labels, sitk.sitkUInt8), str(tmp / names["labels"]), True)
-            (tmp / names["truth"]).write_text(json.dumps(phantom.truth, indent=1) + "\n")
+            (tmp / names["truth"]).write_text(json.dumps(phantom.truth, indent=1) + "\n", encoding="utf-8")
     except (OSError, RuntimeError) as exc:
         raise OutputError(f"cannot write the phantom to {out}: {exc}",
                           "check free disk space and permissions") from None
@@ -603,7 +603,7 @@ def read_phantom(case_dir: Union[str, Path]) -> Phantom:
     try:
         ct = sitk.Cast(sitk.ReadImage(str(d / "ct.nii.gz")), sitk.sitkFloat32)
         labels = sitk.ReadImage(str(d / "labels.nii.gz"))
-        truth = json.loads((d / "truth.json").read_text())
+        truth = json.loads((d / "truth.json").read_text(encoding="utf-8"))
     except (OSError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot read the phantom in {d}: {exc}",
                          "give a folder written by 'c2net phantom'") from None

@@ -101,7 +101,7 @@ def default_labels(labels_path: Path, img: Optional[sitk.Image] = None) -> Tuple
     truth = labels_path.parent / "truth.json"
     if truth.is_file():
         try:
-            lab = json.loads(truth.read_text())["labels"]
+            lab = json.loads(truth.read_text(encoding="utf-8"))["labels"]
             return (int(lab["pedicle_left"]), int(lab["pedicle_right"])), "truth.json beside the labels"
         except (KeyError, ValueError, TypeError):
             pass
@@ -167,6 +167,6 @@ def run(args) -> int:
         for w in m.warnings:
             print(f"       warning: {w}")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        Path(args.out).write_text(json.dumps(out, indent=2), encoding="utf-8")
         print(f"written: {args.out}")
     return 0
