@@ -440,6 +440,10 @@ class SegAugment:
     intensity_shift_hu: float = 50.0
     intensity_scale: Tuple[float, float] = (0.95, 1.05)
     max_noise_hu: float = 30.0
+    #: SynthSeg-style randomised tissue intensities, bias field, blur, noise and gamma per
+    #: patch (:mod:`c2net.training.randomise`) instead of the shift/scale/noise above; off by
+    #: default (the shipped U-Net was trained without it).
+    domain_randomisation: bool = False
 
 
 class SegSampler:
@@ -463,6 +467,10 @@ class SegSampler:
         self.augment = augment if augment is not None else SegAugment()
         self._ped_slices = [np.flatnonzero(v["target"].reshape(v["target"].shape[0], -1).any(1))
                             for v in self.volumes]
+        self._levels = None
+        if self.augment.domain_randomisation:
+            from .randomise import source_levels
+            self._levels = [source_levels(v["hu"]) for v in self.volumes]
 
     def sample(self, rng: np.random.Generator, batch: int) -> Tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -494,9 +502,13 @@ class SegSampler:
             out = (self.patch, self.patch)
             img = _affine_2d(img, c, out, ang, sc, 1, -1024.0)
             frac = np.stack([_affine_2d(f, c, out, ang, sc, 1, 0.0) for f in frac])
-            img = img * rng.uniform(*a.intensity_scale) + rng.uniform(-a.intensity_shift_hu,
-                                                                      a.intensity_shift_hu)
-            img = img + rng.normal(0.0, rng.uniform(0, a.max_noise_hu), size=img.shape)
+            if self._levels is not None:
+                from .randomise import randomise_patch
+                img = randomise_patch(img, rng, self._levels[k])
+            else:
+                img = img * rng.uniform(*a.intensity_scale) + rng.uniform(-a.intensity_shift_hu,
+                                                                          a.intensity_shift_hu)
+                img = img + rng.normal(0.0, rng.uniform(0, a.max_noise_hu), size=img.shape)
             xs.append(window_unit(img)[None])
             ys.append(soft_target(np.clip(np.round(frac), 0, 255).astype(np.uint8)))
         return np.stack(xs).astype(np.float32), np.stack(ys)

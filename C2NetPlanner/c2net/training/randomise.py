@@ -1,0 +1,95 @@
+"""Domain randomisation of U-Net training patches (SynthSeg-style; Billot et al., Med Image
+Anal 2023), so that the network learns pedicle shape rather than one phantom look.
+
+Per patch, in Hounsfield units, before windowing:
+
+1. **Tissue intensities.** The source image's own levels (fat, soft tissue, cancellous bone,
+   cortex; read from the volume with :func:`c2net.pedicle_finder.levels.bone_levels`) are
+   mapped to levels drawn per patch (cortex 500-1800 HU, cancellous 80-500, soft tissue
+   -20..100, fat -150..-50) by a monotone piecewise-linear map: partial-volume voxels stay
+   mixtures of their neighbours and the tissues keep the order every CT shows.
+2. **Bias field.** A smooth additive field (a random low-order polynomial over the patch,
+   up to ``bias_hu``) and a global gain.
+3. **Resolution.** Gaussian blur of random width (in-plane sigma up to ``max_blur_px``).
+4. **Noise.** Gaussian noise, sigma drawn in ``noise_hu``.
+5. **Gamma** on the windowed image (W2000/L800), mapped back to HU.
+
+Off by default (:attr:`c2net.training.data.SegAugment.domain_randomisation`). Research use
+only - not a medical device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+from scipy import ndimage
+
+WINDOW_LO_HU, WINDOW_HI_HU = -200.0, 1800.0
+
+
+@dataclass(frozen=True)
+class DomainRandomisation:
+    cortex_hu: Tuple[float, float] = (500.0, 1800.0)
+    cancellous_hu: Tuple[float, float] = (80.0, 500.0)
+    soft_hu: Tuple[float, float] = (-20.0, 100.0)
+    fat_hu: Tuple[float, float] = (-150.0, -50.0)
+    bias_hu: float = 60.0
+    gain: Tuple[float, float] = (0.9, 1.1)
+    max_blur_px: float = 1.2
+    noise_hu: Tuple[float, float] = (5.0, 60.0)
+    gamma: Tuple[float, float] = (0.7, 1.5)
+
+
+def source_levels(hu: np.ndarray) -> Tuple[float, float, float, float]:
+    """(fat, soft, cancellous, cortex) HU of a training volume, from its own histogram."""
+    from ..pedicle_finder.levels import bone_levels
+
+    lv = bone_levels(hu)
+    soft = float(lv.soft_hu)
+    cortex = float(lv.cortex_hu) if np.isfinite(lv.solid_hu) else soft + 1000.0
+    vals = np.asarray(hu, np.float32).ravel()
+    mid = vals[(vals > soft + 100.0) & (vals < soft + 0.6 * (cortex - soft))]
+    cancellous = float(np.median(mid)) if mid.size > 50 else soft + 0.3 * (cortex - soft)
+    fatv = vals[(vals > soft - 250.0) & (vals < soft - 60.0)]
+    fat = float(np.median(fatv)) if fatv.size > 50 else soft - 120.0
+    return fat, soft, cancellous, cortex
+
+
+def _increasing(v: np.ndarray, step: float = 10.0) -> np.ndarray:
+    out = np.asarray(v, float).copy()
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + step)
+    return out
+
+
+def randomise_patch(img_hu: np.ndarray, rng: np.random.Generator,
+                    levels: Tuple[float, float, float, float],
+                    cfg: DomainRandomisation = DomainRandomisation()) -> np.ndarray:
+    """One randomised look of a 2D HU patch (same shape, float32 HU)."""
+    fat, soft, canc, cortex = levels
+    src = _increasing([-1024.0, fat, soft, canc, cortex, cortex + 1000.0])
+    t_cortex = rng.uniform(*cfg.cortex_hu)
+    dst = _increasing([-1024.0, rng.uniform(*cfg.fat_hu), rng.uniform(*cfg.soft_hu),
+                       rng.uniform(*cfg.cancellous_hu), t_cortex,
+                       t_cortex + 1000.0 * t_cortex / max(cortex - soft, 1.0)])
+    out = np.interp(np.asarray(img_hu, np.float64), src, dst)
+    h, w = out.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx / max(w - 1, 1)) * 2 - 1, (yy / max(h - 1, 1)) * 2 - 1
+    terms = np.stack([u, v, u * v, u * u, v * v])
+    coef = rng.uniform(-1, 1, size=len(terms))
+    field = np.tensordot(coef, terms, axes=1)
+    field *= cfg.bias_hu * rng.uniform(0, 1) / max(np.abs(field).max(), 1e-6)
+    body = out > -500.0                              # air stays air
+    out = np.where(body, out * rng.uniform(*cfg.gain) + field, out)
+    sigma = rng.uniform(0.0, cfg.max_blur_px)
+    if sigma > 0.05:
+        out = ndimage.gaussian_filter(out, sigma)
+    out = out + rng.normal(0.0, rng.uniform(*cfg.noise_hu), size=out.shape)
+    g = rng.uniform(*cfg.gamma)
+    unit = np.clip((out - WINDOW_LO_HU) / (WINDOW_HI_HU - WINDOW_LO_HU), 0.0, 1.0) ** g
+    inside = (out > WINDOW_LO_HU) & (out < WINDOW_HI_HU)
+    out = np.where(inside, WINDOW_LO_HU + unit * (WINDOW_HI_HU - WINDOW_LO_HU), out)
+    return out.astype(np.float32)
