@@ -5,6 +5,8 @@ Research use only - not a medical device.
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,26 @@ def test_sampler_option_is_off_by_default_and_changes_only_the_image():
         assert x1.shape == x0.shape == (1, 1, 32, 32) and y0.shape == (1, 3, 32, 32)
         assert np.array_equal(y0, y1)                 # same patch, same labels
         assert not np.allclose(x0, x1)                # another look
+
+
+def test_train_seg_runs_with_domain_randomisation(tmp_path):
+    """``TrainConfig(domain_randomisation=True)`` trains on randomised patches (one tiny epoch)."""
+    pytest.importorskip("torch")
+    from test_training import TINY_UNET, _write_case
+
+    from c2net.training.train import TrainConfig, train_seg
+
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    eye = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    rows = [_write_case(folder, f"p{i}", 3.0 + i, 6.5 - i, (i * 0.5, 0, 0), eye) for i in range(4)]
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm"])
+        w.writerows(rows)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, widths=TINY_UNET, patch=32, val_slices=8,
+                      threads=1, val_fraction=0.5, cache_dir=str(tmp_path / "cache"), quiet=True,
+                      use_measure=False, domain_randomisation=True)
+    summary = train_seg(manifest, tmp_path / "run", cfg)
+    assert summary["epochs_run"] == 1 and (tmp_path / "run" / "best.pt").exists()

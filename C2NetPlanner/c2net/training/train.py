@@ -66,6 +66,7 @@ class TrainConfig:
     cutoff_mm: float = D.HIGH_RISK_CUTOFF_MM
     use_measure: bool = True
     init_from: Optional[str] = None           # warm start: best.pt of an earlier run
+    domain_randomisation: bool = False        # seg: SynthSeg-style patches (training.randomise)
     quiet: bool = False
     extra: Dict = field(default_factory=dict)
 
@@ -307,7 +308,8 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
         D._progress(i + 1, len(cases), "preparing segmentation data")
     m = D.SEG_JITTER_MM
     mean, std = D.mean_std([D.window_unit(vols[i]["hu"][m:-m, m:-m, m:-m]) for i in tr])
-    sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch)
+    sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch,
+                           augment=D.SegAugment(domain_randomisation=cfg.domain_randomisation))
     xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
     yv_labels = hard_labels(yv)
     widths = tuple(cfg.widths or (init["arch"]["widths"] if init else UNET_PAPER_WIDTHS))
