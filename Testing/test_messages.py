@@ -64,9 +64,11 @@ def test_a_tie_in_slice_counts_is_called_a_tie(tmp_path):
 
 
 def test_evaluate_without_the_eval_extra_names_it(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "sklearn", None)
-    for name in [m for m in sys.modules if m.startswith("c2net.evaluate") or m == "c2net.commands.evaluate"]:
+    # as if scikit-learn were not installed: drop it (and what imported it) from the cache
+    for name in [m for m in sys.modules if m.startswith(("sklearn.", "c2net.evaluate"))
+                 or m == "c2net.commands.evaluate"]:
         monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     rc = cli_main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth",
                    str(tmp_path / "t.csv"), "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err

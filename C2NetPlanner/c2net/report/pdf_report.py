@@ -196,9 +196,9 @@ def _basis_block(fig: Figure, report: Mapping[str, Any], top: float) -> float:
     blocks = [(S.model_basis(report), "#8a0000", "bold"), (S.verdict_basis(report), "#222222", "normal"),
               (S.MPD_DEFINITION, "#333333", "normal"), (S.ANGLE_DEFINITION, "#333333", "normal")]
     for text, colour, weight in blocks:
-        for line in textwrap.wrap(text, 140):
+        for line in textwrap.wrap(text, 135 if weight == "bold" else 150):
             _text(fig, 0.06, y, line, fontsize=6.8, color=colour, fontweight=weight, va="top")
-            y -= 0.0112
+            y -= 0.0122
         y -= 0.003
     return y
 
