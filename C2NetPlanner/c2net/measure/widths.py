@@ -38,12 +38,11 @@ def fill_gaps(r: np.ndarray) -> Tuple[np.ndarray, bool]:
     if ok.sum() < 3:
         return r.copy(), False
     step = 360.0 / n
-    # longest circular NaN run
-    run, best = 0, 0
-    for x in np.concatenate([~ok, ~ok]):
-        run = run + 1 if x else 0
-        best = max(best, run)
-    best = min(best, n)
+    # longest circular NaN run (over the ring read twice, so a run may wrap around)
+    bad = np.concatenate([~ok, ~ok]).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], bad, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    best = min(int((ends - starts).max()) if starts.size else 0, n)
     closed = best * step <= MAX_GAP_DEG
     idx = np.nonzero(ok)[0]
     th = np.arange(n, dtype=float)
@@ -59,7 +58,9 @@ def smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
     idx = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(r[idx], axis=1)
+        win = r[idx]
+        # np.median where no ray is missing (the same value, ~10x faster than nanmedian)
+        med = np.median(win, axis=1) if np.isfinite(r).all() else np.nanmedian(win, axis=1)
         med = np.where(np.isfinite(r), med, np.nan)
         idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
         out = np.where(np.isfinite(med), np.nanmean(med[idx3], axis=1), np.nan)
