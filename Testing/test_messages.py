@@ -113,3 +113,17 @@ def test_loading_dicom_keeps_the_process_locale(tmp_path):
     locale.setlocale(locale.LC_CTYPE, before)      # the test's own writer used GDCM too
     load_ct(tmp_path / "s")
     assert locale.setlocale(locale.LC_CTYPE) == before
+
+
+def test_coarse_scan_message_gives_the_true_voxel_size():
+    """OpenKBP-like 5.08 x 5.08 x 2.5 mm: its slices are 2.5 mm apart, not 5.08 mm."""
+    import SimpleITK as sitk
+    from c2net.errors import GeometryError
+    from c2net.locate.volume import check_resolution
+
+    img = sitk.Image(64, 64, 64, sitk.sitkInt16)
+    img.SetSpacing((5.078, 5.078, 2.5))
+    with pytest.raises(GeometryError) as err:
+        check_resolution(img)
+    assert "5.08 x 5.08 x 2.50 mm" in err.value.message
+    assert "5.08 mm between slices" not in err.value.message

@@ -76,10 +76,12 @@ def check_resolution(image: sitk.Image) -> dict:
     info = {"inplane_mm": round(inplane, 3), "slice_mm": round(slab, 3),
             "max_inplane_mm": MAX_INPLANE_SPACING_MM, "max_slice_mm": MAX_SLICE_SPACING_MM}
     if inplane > MAX_INPLANE_SPACING_MM or slab > MAX_SLICE_SPACING_MM:
+        sizes = " x ".join(f"{float(v):.2f}" for v in image.GetSpacing())
         raise GeometryError(
-            f"The scan is too coarse to measure a 4-5 mm C2 pedicle: voxels are {inplane:.2f} mm "
-            f"in-plane and {slab:.2f} mm between slices (limits {MAX_INPLANE_SPACING_MM} mm "
-            f"in-plane, {MAX_SLICE_SPACING_MM} mm between slices).",
+            f"The scan is too coarse to measure a 4-5 mm C2 pedicle: its voxels are {sizes} mm "
+            f"(a pedicle needs two axes of at most {MAX_INPLANE_SPACING_MM} mm and the third of "
+            f"at most {MAX_SLICE_SPACING_MM} mm; here the finer two are {sorted(image.GetSpacing())[0]:.2f} "
+            f"and {inplane:.2f} mm, the coarsest {slab:.2f} mm).",
             hint="Reconstruct the CT with thin slices (<= 1 mm in-plane, <= 2 mm slices, a bone "
                  "kernel) and assess that series.",
             code="resolution_too_coarse",

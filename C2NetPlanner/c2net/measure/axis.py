@@ -51,7 +51,8 @@ def mask_points(mask: sitk.Image, label: str) -> np.ndarray:
     if kji.shape[0] * voxel_mm3 < MIN_MASK_VOLUME_MM3:
         raise MeasurementError(
             f"The {label} mask is empty or too small ({kji.shape[0] * voxel_mm3:.1f} mm3).",
-            hint="Check the label values (--left-label/--right-label) or correct the segmentation.")
+            hint="Correct the segmentation of that side (for 'c2net measure', also check which "
+                 "label values are the left and right pedicles).")
     shape = np.asarray(arr.shape)
     if np.any(kji.min(axis=0) == 0) or np.any(kji.max(axis=0) == shape - 1):
         raise MeasurementError(
