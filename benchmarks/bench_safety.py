@@ -176,6 +176,33 @@ def main() -> int:
     case("evaluate without the [eval] extra exits 2 and names it",
          rc == 2 and "c2netplanner[eval]" in se, f"rc {rc}")
 
+    # messages that said untrue things
+    from c2net.locate.volume import check_resolution
+    from c2net.errors import GeometryError
+    coarse = sitk.Image(32, 32, 32, sitk.sitkInt16)
+    coarse.SetSpacing((5.078, 5.078, 2.5))
+    try:
+        check_resolution(coarse)
+        msg = ""
+    except GeometryError as exc:
+        msg = exc.message
+    case("an OpenKBP-like 5.08 x 5.08 x 2.5 mm scan is described by its true slice spacing",
+         "5.08 x 5.08 x 2.50 mm" in msg and "5.08 mm between slices" not in msg)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
+    from test_load import write_dicom_series   # the test suite's DICOM writer
+    from c2net.load import load_ct
+    z = [0.0, 0.625, 1.25, 1.875, 3.125, 3.75, 4.375, 5.0]
+    write_dicom_series(work / "gap", [np.array([-20.0, -18.0, 5.0 + v]) for v in z])
+    text = " ".join(load_ct(work / "gap").warnings)
+    case("a missing DICOM slice is called a missing slice", "1 slice(s) missing" in text
+         and "non-uniform" not in text)
+    ipps = [np.array([-20.0, -18.0, 5.0 + 2.0 * k]) for k in range(6)]
+    write_dicom_series(work / "two", ipps, series_uid="1.2.3.1", prefix="A")
+    write_dicom_series(work / "two", ipps, series_uid="1.2.3.2", prefix="B")
+    text = " ".join(load_ct(work / "two").warnings)
+    case("two series with the same slice count are called a tie", "tie at 6 slices" in text
+         and "most slices" not in text)
+
     # 7 the report says what it rests on
     html = (out / "report.html").read_text(encoding="utf-8")
     case("the report states the model basis, MPD, the angles, RAS and what borderline asks",
