@@ -177,8 +177,8 @@ def main() -> int:
          rc == 2 and "c2netplanner[eval]" in se, f"rc {rc}")
 
     # messages that said untrue things
-    from c2net.locate.volume import check_resolution
     from c2net.errors import GeometryError
+    from c2net.locate.volume import check_resolution
     coarse = sitk.Image(32, 32, 32, sitk.sitkInt16)
     coarse.SetSpacing((5.078, 5.078, 2.5))
     try:
@@ -189,8 +189,8 @@ def main() -> int:
     case("an OpenKBP-like 5.08 x 5.08 x 2.5 mm scan is described by its true slice spacing",
          "5.08 x 5.08 x 2.50 mm" in msg and "5.08 mm between slices" not in msg)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
-    from test_load import write_dicom_series   # the test suite's DICOM writer
     from c2net.load import load_ct
+    from test_load import write_dicom_series  # the test suite's DICOM writer
     z = [0.0, 0.625, 1.25, 1.875, 3.125, 3.75, 4.375, 5.0]
     write_dicom_series(work / "gap", [np.array([-20.0, -18.0, 5.0 + v]) for v in z])
     text = " ".join(load_ct(work / "gap").warnings)
