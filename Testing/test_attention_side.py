@@ -101,7 +101,7 @@ def test_blanking_the_opposite_pedicle_changes_nothing(classifier, held_out_side
         c, oc = sl.slice_centers_lps_mm[0], other.measurement.isthmus_center_lps_mm
         dx = int(round(oc[0] - c[0]))           # columns run along +x (patient left)
 
-        def p(hu):
+        def p(hu, sl=sl, oc=oc):
             s2 = copy.copy(sl)
             s2.hu = hu
             return predict_risk(s2, model=classifier, other_isthmus_lps_mm=oc)

@@ -21,7 +21,8 @@ from c2net import output_folder
 from c2net.batch import Case, run_batch
 from c2net.cli import main as cli_main
 from c2net.errors import OutputError
-from c2net.output_folder import check_output_folder, output_folder as out_folder
+from c2net.output_folder import check_output_folder
+from c2net.output_folder import output_folder as out_folder
 from c2net.phantom import make_phantom, write_phantom
 from c2net.report import FILE_KEYS
 

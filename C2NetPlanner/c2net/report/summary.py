@@ -105,7 +105,7 @@ def _fit_text(fit: Optional[Mapping[str, Any]]) -> str:
 OPTIONAL_ROWS = ("outer_transverse", "inner_transverse", "segmenter")
 
 
-def table_rows(rows: List["SideRow"]) -> List[Tuple[str, str]]:
+def table_rows(rows: List[SideRow]) -> List[Tuple[str, str]]:
     """:data:`TABLE_ROWS` without the optional rows that no side fills."""
     return [(k, label) for k, label in TABLE_ROWS
             if k not in OPTIONAL_ROWS or any(r.cells.get(k, "n/a") != "n/a" for r in rows)]
