@@ -9,7 +9,6 @@ import csv
 
 import numpy as np
 import pytest
-
 from c2net.training import data as D
 from c2net.training.randomise import DomainRandomisation, randomise_patch, source_levels
 
@@ -88,9 +87,8 @@ def test_sampler_option_is_off_by_default_and_changes_only_the_image():
 def test_train_seg_runs_with_domain_randomisation(tmp_path):
     """``TrainConfig(domain_randomisation=True)`` trains on randomised patches (one tiny epoch)."""
     pytest.importorskip("torch")
-    from test_training import TINY_UNET, _write_case
-
     from c2net.training.train import TrainConfig, train_seg
+    from test_training import TINY_UNET, _write_case
 
     folder = tmp_path / "cohort"
     folder.mkdir()

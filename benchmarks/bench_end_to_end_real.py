@@ -39,7 +39,6 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_locate_real import SCANS, default_data, variants  # noqa: E402
-
 from c2net.assess import assess  # noqa: E402
 from c2net.errors import C2NetError  # noqa: E402
 from c2net.load import load_ct  # noqa: E402

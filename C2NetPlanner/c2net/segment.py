@@ -255,7 +255,8 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 
     Raises :class:`SegmentationError` only when neither segmenter finds a pedicle on any side.
     """
-    from .pedicle_finder import LABELS as FINDER_LABELS, find_pedicles
+    from .pedicle_finder import LABELS as FINDER_LABELS
+    from .pedicle_finder import find_pedicles
 
     progress = progress or null_progress
     unet: Optional[sitk.Image] = None
