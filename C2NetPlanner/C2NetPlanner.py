@@ -157,6 +157,8 @@ class C2NetPlannerParameterNode:
     inputVolume - the CT.
     seedPoint - optional markups point list; its first point (RAS) marks C2.
     vertebraSegmentation / vertebraSegmentId - optional existing C2 vertebra segment.
+    leftTrajectory / rightTrajectory - optional markups lines (entry, then target): that side
+        is measured along the surgeon's line instead of its segmented mask.
     cutoffPreset / customCutoffMm - MPD cutoff (mm) of the measured-width verdict.
     screwDiameterMm - planned screw diameter (mm).
     modelFolder - folder with C2-Net models (empty: the models shipped with the extension).
@@ -170,6 +172,8 @@ class C2NetPlannerParameterNode:
     seedPoint: vtkMRMLMarkupsFiducialNode
     vertebraSegmentation: vtkMRMLSegmentationNode
     vertebraSegmentId: str = ""
+    leftTrajectory: vtkMRMLMarkupsLineNode
+    rightTrajectory: vtkMRMLMarkupsLineNode
     cutoffPreset: CutoffPreset = DEFAULT_CUTOFF_PRESET
     customCutoffMm: Annotated[float, WithinRange(0.5, 20.0)] = DEFAULT_CUTOFF_MM
     screwDiameterMm: Annotated[float, WithinRange(1.0, 10.0)] = DEFAULT_SCREW_MM
@@ -615,6 +619,10 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
             return False, _("Place the seed point on C2, or clear the seed selection.")
         if p.vertebraSegmentation is not None and not p.vertebraSegmentId:
             return False, _("Select the C2 segment of the vertebra segmentation.")
+        for line in (p.leftTrajectory, p.rightTrajectory):
+            if line is not None and line.GetNumberOfControlPoints() < 2:
+                return False, _("Place both points of the trajectory line (entry, then target), "
+                                "or clear the trajectory selection.")
         try:
             DecisionSettings(cutoff_mm=cutoffMmFromParameters(p), screw_mm=float(p.screwDiameterMm))
         except ValueError as exc:
@@ -678,18 +686,23 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
                              completedCallback=None, timeoutS: Optional[float] = None):
         return self.assess(
             p.inputVolume, seedNode=p.seedPoint, vertebraSegmentation=p.vertebraSegmentation,
-            vertebraSegmentId=p.vertebraSegmentId or None, cutoffMm=cutoffMmFromParameters(p),
+            vertebraSegmentId=p.vertebraSegmentId or None,
+            trajectoryNodes={"left": p.leftTrajectory, "right": p.rightTrajectory},
+            cutoffMm=cutoffMmFromParameters(p),
             screwMm=float(p.screwDiameterMm), modelDir=p.modelFolder or None,
             threads=int(p.threads) or None, parameterNode=p, waitForCompletion=waitForCompletion,
             progressCallback=progressCallback, completedCallback=completedCallback, timeoutS=timeoutS)
 
     def assess(self, inputVolume, seedNode=None, vertebraSegmentation=None, vertebraSegmentId=None,
+               trajectoryNodes: Optional[dict] = None,
                cutoffMm: float = DEFAULT_CUTOFF_MM, screwMm: float = DEFAULT_SCREW_MM,
                modelDir: Optional[str] = None, threads: Optional[int] = None, parameterNode=None,
                waitForCompletion: bool = True, progressCallback: Optional[Callable] = None,
                completedCallback: Optional[Callable] = None, timeoutS: Optional[float] = None):
         """Assess C2 on ``inputVolume`` in a child process.
 
+        ``trajectoryNodes``: ``{"left"|"right": markups line node}`` (entry, then target): that
+        side is measured along the line ("Measure along my trajectory") instead of its mask.
         ``waitForCompletion=True`` (console, tests): returns the results dict (see
         :meth:`loadResults`) or raises ``RuntimeError`` with the core's message and hint.
         ``waitForCompletion=False`` (GUI): returns a :class:`C2NetAssessmentRun` at once;
@@ -709,6 +722,19 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
             ras = [0.0, 0.0, 0.0]
             seedNode.GetNthControlPointPositionWorld(0, ras)
             seedLps = [float(v) for v in slicer_geometry.ras_to_lps_points(ras)]
+        trajectories = {}
+        for side, line in (trajectoryNodes or {}).items():
+            if line is None:
+                continue
+            if line.GetNumberOfControlPoints() < 2:
+                raise ValueError(_("The {side} trajectory line needs two points (entry, then "
+                                   "target).").format(side=side))
+            ends = []
+            for i in range(2):
+                ras = [0.0, 0.0, 0.0]
+                line.GetNthControlPointPositionWorld(i, ras)
+                ends.append(ras)
+            trajectories[side] = [list(map(float, q)) for q in slicer_geometry.ras_to_lps_points(ends)]
         maskPath = c2Label = None
         if vertebraSegmentation is not None and vertebraSegmentId:
             import SimpleITK as sitk
@@ -721,7 +747,8 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
         command = slicer_process.build_assess_command(
             slicer_process.find_python_slicer(), inputPath, os.path.join(workDir, "result"),
             seed_lps_mm=seedLps, vertebra_mask=maskPath, c2_label=c2Label, cutoff_mm=cutoffMm,
-            screw_mm=screwMm, model_dir=modelDir, threads=threads)
+            screw_mm=screwMm, model_dir=modelDir, threads=threads,
+            trajectories_lps_mm=trajectories or None)
         logging.info("C2NetPlanner: %s", " ".join(command))
         process = slicer_process.AssessmentProcess(
             command, cwd=self.moduleDir,

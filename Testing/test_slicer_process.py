@@ -376,3 +376,31 @@ def test_real_assess_child_on_a_phantom(tmp_path):
         # the markups line the module draws has exactly the reported MPD as its length
         assert abs(np.linalg.norm(b - a) - info["mpd_mm"]) < 0.01
     assert all(s.state in (sp.DONE, sp.SKIPPED) for s in proc.reader.stage_list())
+
+
+def test_trajectories_reach_the_child_as_lps_lines_the_cli_accepts():
+    """"Measure along my trajectory": the module's lines become --trajectory-* in LPS, which
+    the command line parses back to the same points."""
+    import argparse
+
+    import numpy as np
+    from c2net.commands import assess as assess_cmd
+    from c2net.commands.measure import trajectories_from_args
+    from c2net.slicer_process import build_assess_command
+
+    lines = {"left": [(20.0, -15.0, 40.0), (8.0, -40.0, 45.0)],
+             "right": [(-20.0, -15.0, 40.0), (-8.0, -40.0, 45.0)]}
+    cmd = build_assess_command("python", "in.nrrd", "out", trajectories_lps_mm=lines)
+    parser = argparse.ArgumentParser()
+    assess_cmd.add_arguments(parser)
+    args = parser.parse_args(cmd[4:])
+    got = trajectories_from_args(args)
+    assert set(got) == {"left", "right"}
+    for side in lines:
+        np.testing.assert_allclose(np.asarray(got[side]), np.asarray(lines[side]))
+    with pytest.raises(ValueError, match="shorter than"):
+        build_assess_command("python", "in.nrrd", "out",
+                             trajectories_lps_mm={"left": [(0, 0, 0), (1, 1, 1)]})
+    with pytest.raises(ValueError, match="left' or 'right"):
+        build_assess_command("python", "in.nrrd", "out",
+                             trajectories_lps_mm={"middle": lines["left"]})

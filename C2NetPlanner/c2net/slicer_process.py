@@ -102,6 +102,10 @@ def _num(x: float) -> str:
     return repr(value)
 
 
+#: A trajectory shorter than this cannot define a pedicle axis (mm).
+MIN_TRAJECTORY_MM = 5.0
+
+
 def build_assess_command(
     python_executable: str,
     input_path: str,
@@ -115,8 +119,12 @@ def build_assess_command(
     model_dir: Optional[str] = None,
     threads: Optional[int] = None,
     progress_lines: bool = True,
+    trajectories_lps_mm: Optional[dict] = None,
 ) -> List[str]:
     """The argv list for ``python -m c2net assess`` (no shell, so no quoting issues).
+
+    ``trajectories_lps_mm``: ``{"left"|"right": (entry, target)}`` LPS mm, a side measured along
+    the surgeon's line instead of its segmented mask (``--trajectory-left/right``).
 
     ``seed_lps_mm`` is one LPS point in mm; ``vertebra_mask`` a label map file in which
     ``c2_label`` marks C2 (both or neither). ``cutoff_mm`` and ``screw_mm`` are checked with the
@@ -143,6 +151,18 @@ def build_assess_command(
         if label <= 0:
             raise ValueError(f"the C2 label must be a positive integer, got {c2_label!r}")
         cmd += ["--vertebra-mask", os.path.abspath(str(vertebra_mask)), "--c2-label", str(label)]
+    for side, line in sorted((trajectories_lps_mm or {}).items()):
+        if side not in ("left", "right"):
+            raise ValueError(f"a trajectory side must be 'left' or 'right', got {side!r}")
+        pts = [[float(v) for v in p] for p in line]
+        if len(pts) != 2 or any(len(p) != 3 for p in pts):
+            raise ValueError(f"the {side} trajectory needs an entry and a target point (3 coordinates each)")
+        if math.dist(pts[0], pts[1]) < MIN_TRAJECTORY_MM:
+            raise ValueError(f"the {side} trajectory is shorter than {MIN_TRAJECTORY_MM:g} mm: place "
+                             "its entry near the lamina and its target in the vertebral body")
+        cmd += [f"--trajectory-{side}", *(_num(v) for p in pts for v in p)]
+    if trajectories_lps_mm and seed_lps_mm is None:
+        cmd += ["--seed-frame", "LPS"]
     cmd += ["--cutoff-mm", _num(cutoff_mm), "--screw-mm", _num(screw_mm)]
     if model_dir:
         cmd += ["--model-dir", os.path.abspath(os.path.expanduser(str(model_dir)))]
