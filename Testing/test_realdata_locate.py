@@ -162,3 +162,46 @@ def test_openkbp_too_coarse(path):
     with pytest.raises(GeometryError) as exc:
         locate_c2(_load(f"openkbp_lowres/{path.name}"))
     assert exc.value.code == "resolution_too_coarse"
+
+
+def _posed(image, axis, deg, centre):
+    import SimpleITK as sitk
+    t = np.radians(deg)
+    k = np.eye(3)["xyz".index(axis)]
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    r = np.eye(3) + np.sin(t) * kx + (1 - np.cos(t)) * kx @ kx
+    posed = sitk.Image(image)
+    posed.SetDirection((r @ np.asarray(image.GetDirection()).reshape(3, 3)).ravel().tolist())
+    posed.SetOrigin((centre + r @ (np.asarray(image.GetOrigin()) - centre)).tolist())
+    return posed, r[:, 2]
+
+
+def _thin_slices(image, dz):
+    import SimpleITK as sitk
+    sp, size = list(image.GetSpacing()), list(image.GetSize())
+    n = int(np.floor((size[2] - 1) * sp[2] / dz)) + 1
+    return sitk.Resample(image, size[:2] + [n], sitk.Transform(), sitk.sitkLinear,
+                         image.GetOrigin(), sp[:2] + [dz], image.GetDirection(), -1024.0,
+                         sitk.sitkFloat32)
+
+
+@pytest.mark.parametrize("scan,variant", [("vhm", ("x", 20.0)), ("cthead", ("x", -10.0)),
+                                          ("cthead", ("y", -10.0)), ("cthead", 0.5)])
+def test_variants_once_answered_a_level_off_are_c2_or_refused(scan, variant):
+    """Real-scan variants that were answered ~20 mm up the spine (skull-base bone taken for the
+    dens) before the wrong-level guard (issue 14): now C2 (within 12 mm of the reader's
+    midpoint along the spine) or refused as not found, with what disagreed and the seed hint."""
+    name = {"vhm": "vhm_head_dicom.tgz", "cthead": "cthead_approxHU.nii.gz"}[scan]
+    image, ref = _load(name), _reader_midpoint(scan)
+    if isinstance(variant, tuple):
+        image, up = _posed(image, variant[0], variant[1], ref)
+    else:
+        image, up = _thin_slices(image, variant), np.array([0.0, 0.0, 1.0])
+    try:
+        loc = locate_c2(image)
+    except LocalisationError as exc:
+        assert exc.code == "c2_not_found", str(exc)
+        assert "seed" in exc.hint
+        return
+    along = abs(float(np.dot(np.asarray(loc.center_lps_mm) - ref, up)))
+    assert along < 12.0, along

@@ -132,7 +132,7 @@ def variants(image: sitk.Image, ref: np.ndarray):
         yield "noise", f"{sigma:.0f} HU", lambda s=sigma, i=i: add_noise(image, s, 7 + i), ident, True, up
 
 
-def run(data: Path, scans, families) -> None:
+def run(data: Path, scans, families, args_why: bool = False) -> None:
     refs = json.loads((data / "reference" / "reader_c2_isthmus.json").read_text())
     rows = defaultdict(lambda: defaultdict(int))
     lines = []
@@ -153,6 +153,8 @@ def run(data: Path, scans, families) -> None:
                 answer, code = np.asarray(loc.center_lps_mm), None
             except C2NetError as exc:
                 answer, code = None, exc.code
+                why = str(exc).split(":", 1)[-1].strip()[:110] if args_why else ""
+                code = f"{code}: {why}" if why else code
             times.append(time.perf_counter() - t0)
             row = rows[family]
             row["n"] += 1
@@ -163,7 +165,8 @@ def run(data: Path, scans, families) -> None:
                 status = f"refused ({code})" if answer is None else "ANSWERED a cut C2"
             elif answer is None:
                 row["false refusal"] += 1
-                row["false not-in-fov"] += int(code in ("c2_not_in_fov", "c2_partly_in_fov"))
+                row["false not-in-fov"] += int(code.split(":")[0] in ("c2_not_in_fov",
+                                                                      "c2_partly_in_fov"))
                 status = f"REFUSED ({code})"
             else:
                 d_ref = float(np.linalg.norm(answer - r_ref))
@@ -208,7 +211,8 @@ if __name__ == "__main__":
     ap.add_argument("--scans", nargs="+", default=list(SCANS), choices=list(SCANS))
     ap.add_argument("--families", nargs="+",
                     default=["rot_dir", "rot_resampled", "crop", "slices", "noise"])
+    ap.add_argument("--why", action="store_true", help="print each refusal's reason")
     a = ap.parse_args()
     if not (a.data / "real").exists():
         raise SystemExit(f"no real data under {a.data} (give --data)")
-    run(a.data, a.scans, a.families)
+    run(a.data, a.scans, a.families, a.why)

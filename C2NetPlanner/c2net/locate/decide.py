@@ -22,7 +22,13 @@ Method (automatic):
 7. Wrong-level guard: an answer must show the C1 ring around the dens (arch or lateral masses
    on at least ``MIN_RING_SLICES`` slices) and, when the disc is seen, a C2 height in the adult
    range; otherwise the island may be C3's body or C1 bone and the localiser refuses
-   (``c2_not_found``) instead of answering another level.
+   (``c2_not_found``) instead of answering another level. Two more checks refuse when the
+   level is ambiguous: a second dens-like run a level above or below the answer's, separated
+   from it by soft tissue and scoring comparably (:func:`check_one_level`: the basion, C1 or
+   C3 against the dens), and readings in different frames (spine frame, scanner slices turned
+   to the spine, scanner axes) whose dens tips lie more than ``READINGS_AGREE_MM`` apart
+   (:func:`agreed_answer`). The scanner's axes are read only for a spine within
+   ``AXIAL_READ_MAX_TILT_DEG`` of them.
 8. Refuse when C2 is cut by the field of view (:mod:`c2net.locate.fov`); refuse thick slices
    (> 3 mm) once C2 is found.
 
@@ -202,29 +208,154 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
     }
     frames = _readings(frame)
     first_error = None
+    ambiguous = None
+    answers: list[tuple[SpineFrame, C2Location]] = []
     for used in frames:
         crop, candidates, runs = _dens_search(image, used, track_pts)
-        evidence["spine_frame"] = used.evidence()
-        evidence["dens_candidates"] = len(candidates)
-        evidence["dens_candidates_rejected"] = len(
+        seen = dict(evidence)
+        seen["spine_frame"] = used.evidence()
+        seen["dens_candidates"] = len(candidates)
+        seen["dens_candidates_rejected"] = len(
             [r for r in candidates if r.score >= MIN_DENS_SCORE]) - len(runs)
         if not runs:
             first_error = first_error or no_dens_error(image, track_pts, frame.rotation[:, 2],
                                                        length_mm)
             continue
         runs = _highest_first(runs, crop.spacing_mm)
-        check_cut_column_above(crop, runs[0], candidates)
+        try:
+            check_cut_column_above(crop, runs[0], candidates)
+        except LocalisationError:
+            if not answers:
+                raise
+            continue
         # best first; a run that fails as a dens (no tip above it, no C1 ring) is another
         # structure, and the next may be the dens. A cut C2 is cut in any frame: that refusal
         # stands; "not found" may be the frame's fault, so the scanner's axes are read next.
         for run in runs:
             try:
-                return _c2_from_dens(image, crop, used, run, runs, evidence, progress)
+                loc = _c2_from_dens(image, crop, used, run, runs, seen, progress)
             except LocalisationError as exc:
-                if exc.code != "c2_not_found":
-                    raise
+                if exc.code != "c2_not_found" and not answers:
+                    raise        # C2 cut by the scan's edge: cut in any frame
                 first_error = first_error or exc
-    raise first_error
+                if exc.code != "c2_not_found":
+                    break        # a later, less suitable reading ran into an edge: no answer
+                continue
+            try:
+                check_one_level(crop, run, runs, loc)
+            except LocalisationError as exc:
+                ambiguous = ambiguous or exc
+                break
+            answers.append((used, loc))
+            break
+    # a reading that saw two candidates a level apart vetoes the others' single one: it may be
+    # the other level (the frames differ only in how the same bone is sliced)
+    if ambiguous is not None:
+        raise ambiguous
+    if not answers:
+        raise first_error
+    return agreed_answer(answers, frame)
+
+
+#: Wrong-level guard, one reading: another dens-like run (one that passed every test but
+#: the ranking) whose slices are separated from the answer's by more than this gap (mm) is a
+#: second candidate one level away: the basion or C1 above the dens, or C2 below a skull-base
+#: island. C1, C2 and C3 (and the basion) lie ~20 mm apart; two runs of one dens are split
+#: only by the 1-5 mm where it touches the C1 arch or a cartilage line at its base.
+OTHER_LEVEL_GAP_MM = 8.0
+#: ... and no further than this (mm): beyond it the other run lies outside C1-C3.
+OTHER_LEVEL_REACH_MM = 45.0
+#: Wrong-level guard, across readings: dens tips read in different frames (the spine's own,
+#: the scanner's slices turned to its front, the scanner's axes) that answer must agree within
+#: this distance (mm) - half the ~20 mm spacing of the levels that can pass for a dens.
+READINGS_AGREE_MM = 10.0
+
+
+def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Location) -> None:
+    """Refuse (``c2_not_found``) when another dens-like run lies a level above or below the
+    answer's run, separated from it by soft tissue: two candidates one level apart cannot be
+    told apart by the dens cues, and the rule is to refuse rather than answer C1 or C3 as C2.
+    Two runs joined by a continuous bone column (:func:`bone_gap_mm`) are one dens: its upper
+    part touches the C1 arch, or a cartilage line crosses its base."""
+    sp = crop.spacing_mm
+    for other in runs:
+        if other is run:
+            continue
+        gap = max(other.k_lo - run.k_hi, run.k_lo - other.k_hi) * sp
+        if not OTHER_LEVEL_GAP_MM < gap <= OTHER_LEVEL_REACH_MM:
+            continue
+        if other.score < COMPARABLE_SCORE * run.score:
+            continue    # the dens cues tell them apart
+        lower, upper = (run, other) if other.k_lo > run.k_hi else (other, run)
+        soft = bone_gap_mm(crop, lower, upper)
+        if soft <= SOFT_GAP_MM:
+            continue
+        where = "above" if other is upper else "below"
+        tip = loc.dens_tip_lps_mm
+        raise LocalisationError(
+            f"C2 was not found: two dens-like bone islands in front of the canal, one "
+            f"{gap:.0f} mm {where} the other with {soft:.0f} mm of soft tissue between them "
+            f"(dens tip candidate at z {tip[2]:.0f} mm LPS, scores {run.score:.1f} and "
+            f"{other.score:.1f}); one of them is another level (the skull base, C1 or C3), and "
+            "the dens cues do not tell which.",
+            "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra "
+            "label map.", code="c2_not_found")
+
+
+#: Density (HU) below which the column between two runs is soft tissue (a joint space, the
+#: basion-dens interval, a disc: 0-100 HU; cancellous bone with partial volume >= 200 HU) and
+#: the longest such stretch (mm) that still joins them as one bone (partial volume of a
+#: 1-2 mm joint space; the basion-dens interval and a disc are 4-6 mm).
+SOFT_HU = 150.0
+SOFT_GAP_MM = 3.0
+#: A candidate scoring below this fraction of the answer's score is no rival.
+COMPARABLE_SCORE = 0.5
+
+
+def bone_gap_mm(crop: Crop, lower: DensRun, upper: DensRun) -> float:
+    """Longest stretch (mm) of soft tissue on the line from the top of ``lower`` to the bottom
+    of ``upper`` (mean HU of a 2 mm-radius disc per slice, read through the partial volume of
+    the two runs' centres)."""
+    a = np.array([lower.k_hi, *lower.slices[-1].centre_pl], float)
+    b = np.array([upper.k_lo, *upper.slices[0].centre_pl], float)
+    n = int(max(2, round(b[0] - a[0]))) + 1
+    r = max(1, int(round(2.0 / crop.spacing_mm)))
+    longest = run_len = 0
+    for t in np.linspace(0.0, 1.0, n):
+        k, p, lat = np.round(a + t * (b - a)).astype(int)
+        block = crop.hu[k, max(0, p - r):p + r + 1, max(0, lat - r):lat + r + 1]
+        if block.size and float(block.mean()) < SOFT_HU:
+            run_len += 1
+            longest = max(longest, run_len)
+        else:
+            run_len = 0
+    return longest * float(b[0] - a[0]) / max(n - 1, 1) * crop.spacing_mm
+
+
+def agreed_answer(answers: list[tuple[SpineFrame, C2Location]], frame: SpineFrame
+                  ) -> C2Location:
+    """The first (most suitable) reading's answer, if every other reading that answered found
+    its dens tip within ``READINGS_AGREE_MM``; otherwise refuse (``c2_not_found``) saying
+    which readings disagreed by how much along the spine."""
+    used, loc = answers[0]
+    tip = np.asarray(loc.dens_tip_lps_mm, float)
+    up = frame.rotation[:, 2]
+    agree = [used.source]
+    for other, oloc in answers[1:]:
+        d = np.asarray(oloc.dens_tip_lps_mm, float) - tip
+        if np.linalg.norm(d) > READINGS_AGREE_MM:
+            raise LocalisationError(
+                f"C2 was not found: the dens tip read along the {used.source} (z {tip[2]:.0f} mm "
+                f"LPS) and along the {other.source} (z {tip[2] + d[2]:.0f} mm) are "
+                f"{np.linalg.norm(d):.0f} mm apart ({float(d @ up):+.0f} mm along the spine): "
+                "one of them is another level.",
+                "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra "
+                "label map.", code="c2_not_found")
+        agree.append(other.source)
+    loc.evidence["readings_agreeing"] = agree
+    if len(agree) > 1:
+        loc.confidence = float(min(1.0, loc.confidence + 0.05))
+    return loc
 
 
 #: A dens-like run starting within this distance (mm) above another's top is the same C2
@@ -281,9 +412,10 @@ AXIAL_READ_MAX_TILT_DEG = 15.0
 
 def _readings(frame: SpineFrame) -> list[SpineFrame]:
     """The frames the cues are read in, most suitable first: the spine's own frame, the
-    scanner's slices turned to the spine's front, the scanner's axes. A later one is read only
-    when the earlier find no dens (a frame estimate off by a few degrees, or slices too thick
-    to be resampled obliquely)."""
+    scanner's slices turned to the spine's front, the scanner's axes (only for a spine within
+    ``AXIAL_READ_MAX_TILT_DEG`` of the scanner's axis). Every reading is made; those that answer
+    must agree (:func:`agreed_answer`), and a later one stands in when the earlier find no dens
+    (a frame estimate off by a few degrees, or slices too thick to be resampled obliquely)."""
     front = -frame.rotation[:, 1].copy()
     front[2] = 0.0
     axial = frame
@@ -293,8 +425,11 @@ def _readings(frame: SpineFrame) -> list[SpineFrame]:
                            symmetry=frame.symmetry, source="scanner slices, turned")
     scanner = SpineFrame(rotation=np.eye(3), tilt_deg=0.0, turn_deg=0.0,
                          symmetry=frame.symmetry, source="scanner axes")
+    # the scanner's axes stand in for a spine frame a few degrees off; with the spine tilted
+    # beyond what a dens run tolerates they slice C1-C2 obliquely, where skull-base or C1
+    # bone can pass for the dens
     order = [axial, frame, scanner] if frame.tilt_deg <= AXIAL_READ_MAX_TILT_DEG else [
-        frame, axial, scanner]
+        frame, axial]
     out: list[SpineFrame] = []
     for f in order:
         if all(np.degrees(np.arccos(np.clip(np.trace(f.rotation.T @ g.rotation) / 2 - 0.5,

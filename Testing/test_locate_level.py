@@ -1,0 +1,124 @@
+"""Wrong-level guard: C2 is never answered at another level (skull-base bone or C1 above the
+dens, C3 below it); with two candidates one level apart, or readings that disagree, the
+localiser refuses ("not found", with the seed hint) instead of guessing.
+
+Research use only - not a medical device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from c2net.errors import LocalisationError
+from c2net.locate import C2Location, locate_c2
+from c2net.locate.decide import READINGS_AGREE_MM, agreed_answer, check_one_level
+from c2net.locate.dens import DensRun, SliceCue
+from c2net.locate.frame import SpineFrame
+from c2net.phantom import make_phantom
+
+
+def _loc(tip) -> C2Location:
+    tip = np.asarray(tip, float)
+    return C2Location(center_lps_mm=tuple(tip - [0, -11.5, 27.0]), dens_tip_lps_mm=tuple(tip),
+                      roi_min_lps_mm=tuple(tip - 60), roi_max_lps_mm=tuple(tip + 60),
+                      confidence=0.7, method="automatic", evidence={}, warnings=[])
+
+
+def _frame(source: str) -> SpineFrame:
+    return SpineFrame(rotation=np.eye(3), tilt_deg=0.0, turn_deg=0.0, symmetry=0.9, source=source)
+
+
+def test_readings_that_disagree_by_a_level_are_refused():
+    answers = [(_frame("spine"), _loc([0, 0, 0])), (_frame("scanner axes"), _loc([1, 2, 21]))]
+    with pytest.raises(LocalisationError) as exc:
+        agreed_answer(answers, _frame("spine"))
+    assert exc.value.code == "c2_not_found"
+    assert "21 mm apart" in str(exc.value) and "+21 mm along the spine" in str(exc.value)
+    assert "seed" in exc.value.hint
+
+
+def test_readings_that_agree_answer_the_first():
+    d = 0.6 * READINGS_AGREE_MM
+    answers = [(_frame("spine"), _loc([0, 0, 0])), (_frame("scanner axes"), _loc([0, 0, d]))]
+    loc = agreed_answer(answers, _frame("spine"))
+    assert loc.dens_tip_lps_mm == (0.0, 0.0, 0.0)
+    assert loc.evidence["readings_agreeing"] == ["spine", "scanner axes"]
+
+
+def _run(k_lo, k_hi, score=8.0) -> DensRun:
+    cues = [SliceCue(k=k, island=True, width_mm=8.0, centre_pl=(30.0, 30.0))
+            for k in range(k_lo, k_hi + 1)]
+    return DensRun(k_lo=k_lo, k_hi=k_hi, score=score, slices=cues)
+
+
+class _Crop:
+    """A 1 mm crop of soft tissue (50 HU) with bone (400 HU) on the given slices' centres."""
+
+    spacing_mm = 1.0
+
+    def __init__(self, bone_slices):
+        self.hu = np.full((130, 60, 60), 50.0, np.float32)
+        for k in bone_slices:
+            self.hu[k, 26:35, 26:35] = 400.0
+
+
+@pytest.mark.parametrize("other,score,joined,refused", [
+    ((60, 70), 8.0, False, True),    # 10 mm below, soft tissue between: C3 or the dens
+    ((103, 110), 8.0, False, True),  # 13 mm above: the basion / C1
+    ((60, 70), 8.0, True, False),    # 10 mm below but one bone column: the same dens
+    ((60, 70), 3.0, False, False),   # a weak rival: the dens cues tell them apart
+    ((76, 78), 8.0, False, False),   # 2 mm below: the same dens
+    ((20, 30), 8.0, False, False)])  # 50 mm below: outside C1-C3
+def test_a_second_dens_candidate_a_level_away_is_refused(other, score, joined, refused):
+    run, rival = _run(80, 90), _run(*other, score=score)
+    slices = set(range(80, 91)) | set(range(other[0], other[1] + 1))
+    if joined:
+        slices |= set(range(0, 130))
+    crop = _Crop(slices)
+    if refused:
+        with pytest.raises(LocalisationError) as exc:
+            check_one_level(crop, run, [run, rival], _loc([0, 0, 0]))
+        assert exc.value.code == "c2_not_found" and "seed" in exc.value.hint
+        assert "another level" in str(exc.value) and "soft tissue between" in str(exc.value)
+    else:
+        check_one_level(crop, run, [run, rival], _loc([0, 0, 0]))
+
+
+def _paint(image: sitk.Image, centre, axis, radius_mm, lo_mm, hi_mm, hu) -> None:
+    """Set a bone cylinder (LPS centre, axis, radius, extent along the axis) in ``image``."""
+    arr = sitk.GetArrayViewFromImage(image)
+    idx = np.stack(np.nonzero(np.ones(arr.shape, bool)), axis=1)[:, ::-1].astype(float)
+    d = np.asarray(image.GetDirection()).reshape(3, 3)
+    pts = np.asarray(image.GetOrigin()) + (idx * image.GetSpacing()) @ d.T
+    rel = pts - np.asarray(centre)
+    t = rel @ axis
+    r = np.linalg.norm(rel - np.outer(t, axis), axis=1)
+    sel = (t >= lo_mm) & (t <= hi_mm) & (r <= radius_mm)
+    out = sitk.GetArrayFromImage(image)
+    out.reshape(-1)[np.ravel_multi_index(idx[sel][:, ::-1].astype(int).T, arr.shape)] = hu
+    new = sitk.GetImageFromArray(out)
+    new.CopyInformation(image)
+    return new
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_skull_base_peg_above_the_dens_is_not_answered_as_c2(seed):
+    """Trap: a dens-like bone peg (a basion / ossiculum terminale) 6-16 mm above the dens tip,
+    with condyle-like bone on either side. Its island passes the dens cues and has bone (the
+    real dens) under it: the localiser must answer C2 itself or refuse, never the level above."""
+    ph = make_phantom(seed, spacing_mm=(0.8, 0.8, 1.0), fov="skull_c5")
+    fr = ph.truth["c2_frame_lps"]
+    up, left, back = (np.asarray(fr[k]) for k in ("superior", "left", "posterior"))
+    tip = np.asarray(ph.truth["dens_tip_lps_mm"])
+    ct = _paint(ph.ct, tip - 1.0 * back, up, 4.0, 6.0, 17.0, 900.0)
+    for side in (-1, 1):
+        ct = _paint(ct, tip + side * 14.0 * left + 3.0 * back, up, 4.0, 5.0, 15.0, 900.0)
+    truth = np.asarray(ph.truth["c2_center_lps_mm"])
+    try:
+        loc = locate_c2(ct)
+    except LocalisationError as exc:
+        assert exc.code == "c2_not_found", exc
+        assert "seed" in exc.hint
+        return
+    along = float(np.dot(np.asarray(loc.center_lps_mm) - truth, up))
+    assert abs(along) <= 8.0, f"answered {along:+.1f} mm along the spine from C2"
