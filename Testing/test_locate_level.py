@@ -122,3 +122,22 @@ def test_a_skull_base_peg_above_the_dens_is_not_answered_as_c2(seed):
         return
     along = float(np.dot(np.asarray(loc.center_lps_mm) - truth, up))
     assert abs(along) <= 8.0, f"answered {along:+.1f} mm along the spine from C2"
+
+
+def _profile(pieces):
+    """A column profile (1 mm steps) from (length mm, HU) pieces."""
+    return np.concatenate([np.full(n, hu, float) for n, hu in pieces])
+
+
+def test_c2_column_is_bone_from_the_tip_to_the_disc():
+    """C2 under its dens tip: bone (dens, body) to the C2/C3 disc, 5 mm of disc, C3's body."""
+    from c2net.locate.disc import MAX_DISC_MM, SOFT_STRETCH_MM, disc_soft_mm, soft_stretch_mm
+    c2 = _profile([(38, 320.0), (5, 90.0), (20, 350.0)])
+    assert soft_stretch_mm(c2, 1.0) <= SOFT_STRETCH_MM
+    assert disc_soft_mm(c2, 38.0, 1.0) <= MAX_DISC_MM
+    # the basion over the dens tip: bone, the 4-12 mm basion-dens interval, then the dens
+    basion = _profile([(7, 500.0), (10, 60.0), (40, 320.0)])
+    assert soft_stretch_mm(basion, 1.0) > SOFT_STRETCH_MM
+    # skull-base bone above soft tissue and air: a long "disc" with no C3 under it
+    skull = _profile([(28, 300.0), (30, 40.0), (5, -500.0)])
+    assert disc_soft_mm(skull, 28.0, 1.0) > MAX_DISC_MM

@@ -50,7 +50,17 @@ from ..progress import ProgressCallback, null_progress
 from .canal import CanalTrack, body_midline, canal_like, track_canal
 from .crop import Crop, make_frame_crop
 from .dens import DensRun, dens_runs, run_slope, slice_cues
-from .disc import BODY_MIN_HU, body_below, c2_height
+from .disc import (
+    BODY_MIN_HU,
+    MAX_DISC_MM,
+    SOFT_STRETCH_MM,
+    SOLID_TO_MM,
+    body_below,
+    c2_height,
+    column_profile,
+    disc_soft_mm,
+    soft_stretch_mm,
+)
 from .fov import (
     BODY_ABOVE_MM,
     body_above,
@@ -541,7 +551,25 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
     post /= np.linalg.norm(post)
     progress("locate", 0.8, "measuring C2 below the dens")
-    height_mm, disc_found, bottom_cut = c2_height(crop, tip_idx, axis, k_bottom)
+    profile = column_profile(crop, tip_idx, axis, k_bottom)
+    height_mm, disc_found, bottom_cut = c2_height(crop, tip_idx, axis, k_bottom, profile)
+    soft = soft_stretch_mm(profile, sp)
+    if soft > SOFT_STRETCH_MM:
+        raise LocalisationError(
+            f"C2 was not found: under the best dens candidate's tip (z {tip[2]:.0f} mm LPS) "
+            f"the column has {soft:.0f} mm of soft tissue within {SOLID_TO_MM:.0f} mm, where "
+            "C2's dens and body are bone: the candidate is skull-base or C1 bone, not the dens.",
+            "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra label "
+            "map.", code="c2_not_found")
+    below_disc = disc_soft_mm(profile, height_mm, sp) if disc_found else 0.0
+    if below_disc > MAX_DISC_MM:
+        raise LocalisationError(
+            f"C2 was not found: under the best dens candidate's tip (z {tip[2]:.0f} mm LPS) the "
+            f"column falls to soft tissue {height_mm:.0f} mm down and stays soft for "
+            f"{below_disc:.0f} mm - no C2/C3 disc with C3's body under it: the candidate is "
+            "skull-base or C1 bone, not the dens.",
+            "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra label "
+            "map.", code="c2_not_found")
     if bottom_cut:
         raise LocalisationError(
             "C2 is not fully in the field of view: the scan ends inside the body of C2 "

@@ -17,14 +17,10 @@ BELOW_DISC_MM = 10.0
 C2_HEIGHT_RANGE_MM = (28.0, 52.0)
 
 
-def c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int
-              ) -> tuple[float, bool, bool]:
-    """Walk down the anterior column from the dens tip: (height mm, disc found, body cut).
-
-    The column's mean HU in a 6 x 6 mm square is sampled every 1 mm; the C2/C3 disc is the
-    first stretch, 28-52 mm below the tip, whose density falls below halfway between the body
-    and soft tissue. If the scan ends before the disc, C2's body is cut.
-    """
+def column_profile(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int
+                   ) -> np.ndarray:
+    """Mean HU of C2's anterior column in a 6 x 6 mm square every voxel (``spacing_mm``) down
+    from the dens tip along ``axis``, until the scan (or the crop) ends."""
     sp = crop.spacing_mm
     half = max(1, int(round(3.0 / sp)))
     s_dim, p_dim, l_dim = crop.hu.shape
@@ -38,7 +34,60 @@ def c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int
         if not valid.all():
             break
         profile.append(float(block.mean()))
-    profile = np.asarray(profile)
+    return np.asarray(profile)
+
+
+#: C2 is bone from the dens tip to its inferior endplate: the dens, its base and the body. On
+#: its anterior column, from ``SOLID_FROM_MM`` below the tip (the tip's rounding) to
+#: ``SOLID_TO_MM`` (above the shortest C2's disc, 28 mm), a stretch longer than
+#: ``SOFT_STRETCH_MM`` reading below ``SOFT_HU`` (soft tissue, a joint space, the canal: 0-100
+#: HU; cancellous bone with its cortex >= 200 HU on the 6 x 6 mm mean) is no C2 under the
+#: tip: the candidate is skull-base or C1 bone above it.
+SOLID_FROM_MM, SOLID_TO_MM = 4.0, 24.0
+SOFT_HU = 150.0
+SOFT_STRETCH_MM = 4.0
+
+
+def soft_stretch_mm(profile: np.ndarray, spacing_mm: float) -> float:
+    """Longest stretch (mm) of ``profile`` below ``SOFT_HU`` between ``SOLID_FROM_MM`` and
+    ``SOLID_TO_MM`` below the tip."""
+    part = profile[int(SOLID_FROM_MM / spacing_mm):int(SOLID_TO_MM / spacing_mm) + 1]
+    longest = run = 0
+    for v in part:
+        run = run + 1 if v < SOFT_HU else 0
+        longest = max(longest, run)
+    return longest * spacing_mm
+
+
+#: The C2/C3 disc is 3-8 mm thick, with C3's body under it: a drop that stays soft for more
+#: than this (mm) is no disc (soft tissue or air under bone that only sits above C2).
+MAX_DISC_MM = 10.0
+
+
+def disc_soft_mm(profile: np.ndarray, height_mm: float, spacing_mm: float) -> float:
+    """How far (mm) the column stays soft (below ``SOFT_HU``) from the disc at ``height_mm``
+    below the tip, up to where the profile ends."""
+    part = profile[int(round(height_mm / spacing_mm)):]
+    n = 0
+    for v in part:
+        if v >= SOFT_HU:
+            break
+        n += 1
+    return n * spacing_mm
+
+
+def c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int,
+              profile: np.ndarray | None = None) -> tuple[float, bool, bool]:
+    """Walk down the anterior column from the dens tip: (height mm, disc found, body cut).
+
+    The column's mean HU in a 6 x 6 mm square is sampled every 1 mm
+    (:func:`column_profile`); the C2/C3 disc is the first stretch, 28-52 mm below the tip,
+    whose density falls below halfway between the body and soft tissue. If the scan ends
+    before the disc, C2's body is cut.
+    """
+    sp = crop.spacing_mm
+    if profile is None:
+        profile = column_profile(crop, tip_idx, axis, k_bottom)
     lo_i = int(C2_HEIGHT_RANGE_MM[0] / sp)
     if len(profile) <= lo_i:
         return 0.0, False, True
