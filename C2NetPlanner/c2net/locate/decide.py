@@ -314,10 +314,11 @@ def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Locati
 
 #: Density (HU) below which the column between two runs is soft tissue (a joint space, the
 #: basion-dens interval, a disc: 0-100 HU; cancellous bone with partial volume >= 200 HU) and
-#: the longest such stretch (mm) that still joins them as one bone (partial volume of a
-#: 1-2 mm joint space; the basion-dens interval and a disc are 4-6 mm).
+#: the longest such stretch (mm) that still joins them as one bone: one 1 mm sample (noise,
+#: a thin cartilage line); the 4-6 mm basion-dens interval and a disc read >= 2 mm even through
+#: the partial volume of 2 mm slices.
 SOFT_HU = 150.0
-SOFT_GAP_MM = 3.0
+SOFT_GAP_MM = 1.5
 #: A candidate scoring below this fraction of the answer's score is no rival.
 COMPARABLE_SCORE = 0.5
 
