@@ -42,6 +42,9 @@ def test_readings_that_agree_answer_the_first():
     answers = [(_frame("spine"), _loc([0, 0, 0])), (_frame("scanner axes"), _loc([0, 0, d]))]
     loc = agreed_answer(answers, _frame("spine"))
     assert loc.dens_tip_lps_mm == (0.0, 0.0, 0.0)
+    # apart across the spine but at one level: one dens, read a little aside
+    answers = [(_frame("spine"), _loc([0, 0, 0])), (_frame("scanner axes"), _loc([9, 9, 2]))]
+    assert agreed_answer(answers, _frame("spine")).dens_tip_lps_mm == (0.0, 0.0, 0.0)
     assert loc.evidence["readings_agreeing"] == ["spine", "scanner axes"]
 
 

@@ -276,8 +276,9 @@ OTHER_LEVEL_GAP_MM = 8.0
 #: ... and no further than this (mm): beyond it the other run lies outside C1-C3.
 OTHER_LEVEL_REACH_MM = 45.0
 #: Wrong-level guard, across readings: dens tips read in different frames (the spine's own,
-#: the scanner's slices turned to its front, the scanner's axes) that answer must agree within
-#: this distance (mm) - half the ~20 mm spacing of the levels that can pass for a dens.
+#: the scanner's slices turned to its front, the scanner's axes) that answer must agree along
+#: the spine within this distance (mm) - half the ~20 mm spacing of the levels that can pass
+#: for a dens (the tip's place across the spine is re-read from the bone anyway).
 READINGS_AGREE_MM = 10.0
 
 
@@ -346,7 +347,7 @@ def bone_gap_mm(crop: Crop, lower: DensRun, upper: DensRun) -> float:
 def agreed_answer(answers: list[tuple[SpineFrame, C2Location]], frame: SpineFrame
                   ) -> C2Location:
     """The first (most suitable) reading's answer, if every other reading that answered found
-    its dens tip within ``READINGS_AGREE_MM``; otherwise refuse (``c2_not_found``) saying
+    its dens tip within ``READINGS_AGREE_MM`` of it along the spine; otherwise refuse (``c2_not_found``) saying
     which readings disagreed by how much along the spine."""
     used, loc = answers[0]
     tip = np.asarray(loc.dens_tip_lps_mm, float)
@@ -354,7 +355,7 @@ def agreed_answer(answers: list[tuple[SpineFrame, C2Location]], frame: SpineFram
     agree = [used.source]
     for other, oloc in answers[1:]:
         d = np.asarray(oloc.dens_tip_lps_mm, float) - tip
-        if np.linalg.norm(d) > READINGS_AGREE_MM:
+        if abs(float(d @ up)) > READINGS_AGREE_MM:
             raise LocalisationError(
                 f"C2 was not found: the dens tip read along the {used.source} (z {tip[2]:.0f} mm "
                 f"LPS) and along the {other.source} (z {tip[2] + d[2]:.0f} mm) are "
