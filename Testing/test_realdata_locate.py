@@ -89,9 +89,9 @@ def test_real_c2_found_near_the_reader(name, render_dir):
     assert d < 20.0, d
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 14): VHF tilted 15 degrees sideways (about "
-                   "the AP axis) is answered ~60 mm off, another level; see "
-                   "benchmarks/bench_locate_real.py")
+@pytest.mark.xfail(strict=True, reason="open (issue 14): VHF re-posed +-15 degrees is never "
+                   "answered another level since the wrong-level guard, but only 3 of 6 poses are "
+                   "found (the rest refused as not found); see benchmarks/bench_locate_real.py")
 def test_vhf_reposed_is_c2_or_refused():
     """VHF re-posed by +-15 degrees about each patient axis (same voxels, rotated direction):
     never another level (> 12 mm along the spine from the reader's midpoint carried along),
