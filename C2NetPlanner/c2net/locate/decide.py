@@ -347,8 +347,8 @@ def bone_gap_mm(crop: Crop, lower: DensRun, upper: DensRun) -> float:
 def agreed_answer(answers: list[tuple[SpineFrame, C2Location]], frame: SpineFrame
                   ) -> C2Location:
     """The first (most suitable) reading's answer, if every other reading that answered found
-    its dens tip within ``READINGS_AGREE_MM`` of it along the spine; otherwise refuse (``c2_not_found``) saying
-    which readings disagreed by how much along the spine."""
+    its dens tip within ``READINGS_AGREE_MM`` of it along the spine; otherwise refuse
+    (``c2_not_found``) saying which readings disagreed by how much along the spine."""
     used, loc = answers[0]
     tip = np.asarray(loc.dens_tip_lps_mm, float)
     up = frame.rotation[:, 2]
