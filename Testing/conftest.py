@@ -22,6 +22,19 @@ def small_phantom():
                         direction="LPS", fov="c1_c4")
 
 
+@pytest.fixture(scope="session")
+def neck_phantom_dir(tmp_path_factory):
+    """A C1-C4 phantom written as NIfTI in its own folder ``.../scans``: 0.8 x 0.8 x 1.0 mm, RAI
+    orientation (flipped axes), asymmetric MPDs (left 6.2, right 3.4). Read-only for tests."""
+    from c2net.phantom import make_phantom, write_phantom
+
+    d = tmp_path_factory.mktemp("neck") / "scans"
+    ph = make_phantom(seed=11, spacing_mm=(0.8, 0.8, 1.0), mpd_left_mm=6.2, mpd_right_mm=3.4,
+                      fov="c1_c4", direction="RAI")
+    write_phantom(ph, d)
+    return d
+
+
 @pytest.fixture(autouse=True)
 def _process_locale_restored():
     """GDCM (SimpleITK's DICOM I/O, also in the tests' own DICOM writer) switches the process

@@ -18,17 +18,13 @@ from c2net.assess import assess, remeasure
 from c2net.batch import Case, read_manifest, run_batch
 from c2net.cli import main as cli_main
 from c2net.errors import C2NetError, LocalisationError
-from c2net.phantom import make_phantom, write_phantom
+from c2net.phantom import make_phantom
 from c2net.progress import parse_line
 
 
 @pytest.fixture(scope="module")
-def phantom_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("ph") / "case"
-    ph = make_phantom(seed=11, spacing_mm=(0.8, 0.8, 1.0), mpd_left_mm=6.2, mpd_right_mm=3.4,
-                      fov="c1_c4", direction="RAI")
-    write_phantom(ph, d)
-    return d
+def phantom_dir(neck_phantom_dir) -> Path:
+    return neck_phantom_dir   # conftest: seed 11, 0.8 x 0.8 x 1.0 mm, RAI, MPD 6.2 / 3.4
 
 
 @pytest.fixture(scope="module")

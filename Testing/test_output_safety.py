@@ -23,17 +23,13 @@ from c2net.cli import main as cli_main
 from c2net.errors import OutputError
 from c2net.output_folder import check_output_folder
 from c2net.output_folder import output_folder as out_folder
-from c2net.phantom import make_phantom, write_phantom
+from c2net.phantom import write_phantom
 from c2net.report import FILE_KEYS
 
 
 @pytest.fixture(scope="module")
-def case_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("safety") / "scans"
-    ph = make_phantom(seed=11, spacing_mm=(0.8, 0.8, 1.0), mpd_left_mm=6.2, mpd_right_mm=3.4,
-                      fov="c1_c4", direction="RAI")
-    write_phantom(ph, d)
-    return d
+def case_dir(neck_phantom_dir) -> Path:
+    return neck_phantom_dir   # conftest: the CT alone in .../scans, its parent holds nothing else
 
 
 def _tree(folder: Path) -> dict:

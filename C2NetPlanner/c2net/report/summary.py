@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..results import SIDES, format_probability
+from ..slicer_geometry import lps_to_ras_points
 from .style import SIDE_SHORT, agreement_text, verdict_text
 
 TITLE = "C2 pedicle screw assessment"
@@ -89,10 +90,6 @@ def model_basis(report: Mapping[str, Any]) -> str:
     return "Models: " + "; ".join(parts) + ". Not validated on patients."
 
 
-def _lps_to_ras(c) -> List[float]:
-    return [-float(c[0]), -float(c[1]), float(c[2])]
-
-
 def _fit_text(fit: Optional[Mapping[str, Any]]) -> str:
     if not fit:
         return "n/a"
@@ -150,7 +147,7 @@ def side_rows(report: Mapping[str, Any]) -> List[SideRow]:
         cells["agreement"] = agreement_text(s.get("agreement"))
         c = s.get("isthmus_center_lps_mm")
         cells["centre"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in c)
-        cells["centre_ras"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in _lps_to_ras(c))
+        cells["centre_ras"] = "n/a" if not c else ", ".join(f"{x:.1f}" for x in lps_to_ras_points(c))
         for key, code in (("verdict_mpd", s.get("verdict_mpd")),
                           ("verdict_network", s.get("verdict_network"))):
             flags[key] = {"borderline": "borderline", "high_risk": "alert",

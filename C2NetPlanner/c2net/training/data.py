@@ -270,6 +270,12 @@ def _truth_side(truth: dict, side: str) -> dict:
     return {}
 
 
+def truth_isthmus_centre(truth: dict, side: str) -> Optional[Sequence[float]]:
+    """The true isthmus centre (LPS mm) of one side, whatever nesting the truth uses, or None."""
+    return (_truth_side(truth, side).get("isthmus_center_lps_mm")
+            or truth.get(f"isthmus_center_{side}_lps_mm"))
+
+
 def truth_mpd(case: CTCase, truth: dict, side: str) -> float:
     """The true MPD of one side (manifest column first, then truth.json)."""
     v = case.mpd_mm.get(side)
@@ -335,8 +341,7 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
         ct = sitk.ReadImage(str(case.ct), sitk.sitkFloat32)
         lab = sitk.ReadImage(str(case.labels))
         xs, mpds, sources = [], [], []
-        centres = {sd: (_truth_side(truth, sd).get("isthmus_center_lps_mm")
-                        or truth.get(f"isthmus_center_{sd}_lps_mm")) for sd in ("left", "right")}
+        centres = {sd: truth_isthmus_centre(truth, sd) for sd in ("left", "right")}
         for side, value in (("left", LEFT_PEDICLE_LABEL), ("right", RIGHT_PEDICLE_LABEL)):
             mask = sitk.Cast(lab == value, sitk.sitkUInt8)
             src = "measure"
@@ -345,8 +350,7 @@ def preprocess_cls_case(case: CTCase, cache_dir: Optional[Path] = None,
             except Exception as exc:  # noqa: BLE001 - measured, recorded, then the fallback
                 hu, src = None, f"fallback_truth_isthmus after measure {type(exc).__name__}"
             if hu is None:
-                st = _truth_side(truth, side)
-                centre = st.get("isthmus_center_lps_mm") or truth.get(f"isthmus_center_{side}_lps_mm")
+                centre = centres[side]
                 if centre is None:
                     raise InputError(f"case {case.patient_id}: no isthmus centre for the {side} side",
                                      "The fallback crop needs isthmus_center_lps_mm in truth.json.")

@@ -156,9 +156,8 @@ def evaluate_classifier(manifest: Path, model, cutoff_mm: float = D.HIGH_RISK_CU
                 src = "fallback_truth_isthmus" if src == "measure" else src
             mpd = D.truth_mpd(case, truth, side)
             # the true isthmus centres place the slices and cap the own-side aperture
-            own = D._truth_side(truth, side).get("isthmus_center_lps_mm") or (0.0, 0.0, 0.0)
-            other = D._truth_side(truth, "right" if side == "left" else "left").get(
-                "isthmus_center_lps_mm")
+            own = D.truth_isthmus_centre(truth, side) or (0.0, 0.0, 0.0)
+            other = D.truth_isthmus_centre(truth, "right" if side == "left" else "left")
             pred = predict_risk(IsthmusSlices(side, hu, [tuple(own)] * 5), model=model,
                                 other_isthmus_lps_mm=other)
             rows.append({"patient_id": case.patient_id, "side": side, "mpd_mm": mpd,
