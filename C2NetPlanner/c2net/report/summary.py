@@ -202,8 +202,11 @@ def side_alerts(report: Mapping[str, Any]) -> List[str]:
                        "the 3.5 mm cutoff's bony margin over to another diameter; an "
                        "extrapolation, not a validated rule.")
         if s.get("check_segmentation"):
-            out.append(f"{name}: the two segmenters disagree about this pedicle: check the "
-                       "segmentation outline before trusting the numbers.")
+            why = str((s.get("segmentation_check") or {}).get("reason") or
+                      "the two segmenters disagree about this pedicle").rstrip(".")
+            why = why.removesuffix(": check the segmentation")
+            out.append(f"{name}: {why}: check the segmentation outline before trusting the "
+                       "numbers.")
         if s.get("no_medullary_canal"):
             out.append(f"{name}: no medullary canal at the isthmus (a solid bony bar, e.g. over "
                        "a high-riding vertebral artery): a screw cannot pass inside the pedicle.")
