@@ -59,27 +59,51 @@ def _rgb255(c: Sequence[float]) -> Tuple[int, int, int]:
     return tuple(int(round(255 * x)) for x in c[:3])  # type: ignore[return-value]
 
 
+def _dejavu_dir() -> Optional[str]:
+    """matplotlib's bundled DejaVu fonts folder, found without importing matplotlib (whose
+    import costs more than the whole report)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("matplotlib")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.join(list(spec.submodule_search_locations)[0], "mpl-data", "fonts", "ttf")
+
+
 @lru_cache(maxsize=16)
 def font(size: int, bold: bool = False):
     """DejaVu Sans (shipped with matplotlib) at ``size`` px; Pillow's default as fallback."""
-    try:
-        import matplotlib
-
+    folder = _dejavu_dir()
+    if folder is not None:
         name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-        return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name),
-                                  size)
-    except (OSError, ImportError):
         try:
-            return ImageFont.load_default(size=size)
-        except TypeError:     # Pillow < 10.1
-            return ImageFont.load_default()
+            return ImageFont.truetype(os.path.join(folder, name), size)
+        except OSError:
+            pass
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:     # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+#: The "jet" colour map's piecewise-linear (position, value) nodes per channel (as matplotlib
+#: defines it), so the attention wash looks the same without importing a plotting library.
+_JET_NODES = {
+    "red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    "green": ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    "blue": ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+}
 
 
 @lru_cache(maxsize=1)
 def _jet_lut() -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    x = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(x, [p for p, _ in _JET_NODES[c]], [v for _, v in _JET_NODES[c]])
+                    for c in ("red", "green", "blue")], axis=1)
+    return (lut * 255).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- sampling planes
