@@ -347,10 +347,8 @@ def _recentre(sw: _Sweep) -> np.ndarray:
     out = []
     for s in sw.sections:
         if s.closed:
-            reg, ax = _w.region(s.r_out_half, DIRS2, float(np.nanmax(s.r_out_half)) + 0.2)
-            iy, ix = np.nonzero(reg)
-            if iy.size:
-                c2 = np.array([ax[ix].mean(), ax[iy].mean()])
+            c2 = _w.polygon_centroid(s.r_out_half, DIRS2)
+            if c2 is not None:
                 # a centroid far from the seed belongs to a neighbouring bone that the rays
                 # reached through an open side, not to the tube the seed is in
                 if np.hypot(*c2) <= MAX_RECENTRE_MM:

@@ -61,14 +61,20 @@ def sample(img: sitk.Image, arr: np.ndarray, pts: np.ndarray, cval: float) -> np
 
 def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.ndarray,
                  v: np.ndarray) -> np.ndarray:
-    """(n_sections, N_RAYS, len(RADII)) HU profiles, slab-averaged along ``axis``."""
+    """(n_sections, N_RAYS, len(RADII)) HU profiles, slab-averaged along ``axis``.
+
+    Sections on one line (a seed or trajectory sweep) share slab planes: each distinct plane
+    is sampled once."""
     dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v                              # (R, 3)
     offs = (np.arange(SLAB_SAMPLES) - (SLAB_SAMPLES - 1) / 2.0) * (SLAB_MM / max(SLAB_SAMPLES - 1, 1))
-    out = np.empty((len(centers), N_RAYS, len(RADII)), dtype=np.float64)
     base = RADII[None, :, None] * dirs3[:, None, :]                             # (R, S, 3)
-    for n, c in enumerate(centers):
-        acc = np.zeros((N_RAYS, len(RADII)))
-        for o in offs:
-            acc += sample(crop.image, crop.array, c + o * axis + base, cval=-1000.0)
-        out[n] = acc / len(offs)
-    return out
+    planes = (np.asarray(centers, float)[:, None, :] + offs[None, :, None] * axis).reshape(-1, 3)
+    key = np.round(planes / 1e-6).astype(np.int64)
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    pts = planes[first][:, None, None, :] + base[None]
+    vals = sample(crop.image, crop.array, pts, cval=-1000.0)                   # (P, R, S)
+    acc = vals[inv.reshape(-1)].reshape(len(centers), SLAB_SAMPLES, N_RAYS, len(RADII))
+    out = np.zeros((len(centers), N_RAYS, len(RADII)))
+    for q in range(SLAB_SAMPLES):   # the same summation order as one plane at a time
+        out += acc[:, q]
+    return out / SLAB_SAMPLES
