@@ -1015,9 +1015,14 @@ class C2NetPlannerLogic(ScriptedLoadableModuleLogic):
             p.leftIsthmusLine = lines.get("left")
             p.rightIsthmusLine = lines.get("right")
             if assessment.attention is not None and p.outputHeatmap is not None:
+                # voxels and geometry: the map covers the C2 region only (a part of the CT's grid)
                 import SimpleITK as sitk
 
-                slicer.util.updateVolumeFromArray(p.outputHeatmap, sitk.GetArrayFromImage(assessment.attention))
+                att = assessment.attention
+                slicer.util.updateVolumeFromArray(p.outputHeatmap, sitk.GetArrayFromImage(att))
+                p.outputHeatmap.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(
+                    slicer_geometry.ijk_to_ras_from_sitk_geometry(
+                        att.GetSpacing(), att.GetOrigin(), att.GetDirection())))
             p.reportFolder = folder
             p.reportJson = json.dumps(report)
         return report

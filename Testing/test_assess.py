@@ -18,6 +18,7 @@ from c2net.assess import assess, remeasure
 from c2net.batch import Case, read_manifest, run_batch
 from c2net.cli import main as cli_main
 from c2net.errors import C2NetError, LocalisationError
+from c2net.geometry import offset_in, on_full_grid
 from c2net.phantom import make_phantom
 from c2net.progress import parse_line
 
@@ -70,11 +71,22 @@ def test_report_files_present_and_consistent(assessed, phantom_dir):
         assert float(rows[side]["mpd_mm"]) == pytest.approx(rep["sides"][side]["mpd_mm"], abs=1e-3)
         assert rows[side]["verdict_mpd"] == rep["sides"][side]["verdict_mpd"]
     ct = sitk.ReadImage(str(phantom_dir / "ct.nii.gz"))
-    for name in ("segmentation.nii.gz", "attention.nrrd"):
+    nii = sitk.ReadImage(str(out / "segmentation.nii.gz"))        # input-sized, as ITK-SNAP wants
+    assert nii.GetSize() == ct.GetSize()
+    np.testing.assert_allclose(nii.GetOrigin(), ct.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(nii.GetDirection(), ct.GetDirection(), atol=1e-6)
+    # the .seg.nrrd and the heat map cover the C2 region only, on the CT's own voxels
+    for name in ("segmentation.seg.nrrd", "attention.nrrd"):
         img = sitk.ReadImage(str(out / name))
-        assert img.GetSize() == ct.GetSize()
-        np.testing.assert_allclose(img.GetOrigin(), ct.GetOrigin(), atol=1e-3)
-        np.testing.assert_allclose(img.GetDirection(), ct.GetDirection(), atol=1e-6)
+        offset = offset_in(img, ct)
+        assert offset is not None, name
+        assert np.prod(img.GetSize()) < np.prod(ct.GetSize()), name
+    seg_nrrd = sitk.ReadImage(str(out / "segmentation.seg.nrrd"))
+    assert seg_nrrd.GetMetaData("Segmentation_ReferenceImageExtentOffset") == \
+        " ".join(str(v) for v in offset_in(seg_nrrd, ct))
+    # the same labels at the same voxels in both files
+    back = sitk.GetArrayFromImage(on_full_grid(seg_nrrd, ct))
+    np.testing.assert_array_equal(back, sitk.GetArrayFromImage(nii))
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
     assert set(np.unique(seg)) <= {0, 1, 2} and (seg == 1).any() and (seg == 2).any()
     html = (out / "report.html").read_text()

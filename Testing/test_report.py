@@ -261,14 +261,19 @@ def test_seg_nrrd_opens_with_named_segments_on_input_geometry(written):
     seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
     names = {s["name"]: s for s in seg["segments"]}
     assert set(names) == {"C2 pedicle left", "C2 pedicle right"}
+    # the pedicles' own box, on the CT's voxels: Slicer's extent offset says where it lies
+    off = [int(v) for v in seg["referenceImageExtentOffset"]]
     expected = np.eye(4)
     expected[:3, :3] = index_to_lps_matrix(case.ct)
-    expected[:3, 3] = case.ct.GetOrigin()
+    expected[:3, 3] = case.ct.TransformIndexToPhysicalPoint(off)
     np.testing.assert_allclose(seg["ijkToLPS"], expected, atol=1e-6)
     vox = seg["voxels"]                                        # (i, j, k)
-    assert vox.shape == case.ct.GetSize()
+    assert all(o + n <= m for o, n, m in zip(off, vox.shape, case.ct.GetSize()))
     truth = sitk.GetArrayFromImage(case.segmentation).transpose(2, 1, 0)
-    np.testing.assert_array_equal(vox, truth)
+    inside = truth[off[0]:off[0] + vox.shape[0], off[1]:off[1] + vox.shape[1],
+                   off[2]:off[2] + vox.shape[2]]
+    np.testing.assert_array_equal(vox, inside)
+    assert np.count_nonzero(inside) == np.count_nonzero(truth)   # nothing left outside
     for side, code in (("left", "7771000"), ("right", "24028007")):
         s = names[f"C2 pedicle {side}"]
         term = s["terminology"]

@@ -282,7 +282,7 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
     with clock.stage("explain", "attention maps"):
         items = [(result.sides[s].slices, result.sides[s].prediction) for s in SIDES
                  if result.sides[s].prediction is not None]
-        result.attention = attention_volume(ct, items)
+        result.attention = attention_volume(ct, items, grid=result.segmentation)
     for side in SIDES:
         _decide(result.sides[side], settings)
 

@@ -37,8 +37,16 @@ def cam_image(slices: IsthmusSlices, cam: np.ndarray) -> sitk.Image:
 
 def attention_volume(
     ct: sitk.Image, items: Iterable[Tuple[IsthmusSlices, RiskPrediction]],
+    grid: Optional[sitk.Image] = None,
 ) -> sitk.Image:
-    """Float32 heat map (0..1) on ``ct``'s grid from every side's Grad-CAM (max where both)."""
+    """Float32 heat map (0..1) on ``ct``'s grid from every side's Grad-CAM (max where both).
+
+    ``grid``: a part of ``ct``'s grid (the segmentation's, :func:`c2net.geometry.sub_grid`):
+    the map is then returned over its own extent only, on the CT's voxels (it is 0 outside
+    the classifier's slices anyway).
+    """
+    if grid is not None:
+        ct = grid
     cams = [cam_image(s, p.cam_high_risk) for s, p in items]
     if not cams:
         return _zeros_like(ct)
@@ -50,6 +58,9 @@ def attention_volume(
         a = geometry.array_lps(geometry.resample_like(c, union, "linear", default_value=0.0))
         acc = a if acc is None else np.maximum(acc, a)
     merged = geometry.copy_geometry(np.clip(acc, 0.0, 1.0).astype(np.float32), union)
+    if grid is not None:      # the maps' own extent, on the CT's voxels
+        region, _, _ = geometry.input_region(merged, grid)
+        return geometry.resample_like(merged, region, "linear", default_value=0.0)
     return geometry.to_input_grid(merged, ct, "linear", default_value=0.0)
 
 

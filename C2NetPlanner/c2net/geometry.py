@@ -14,7 +14,7 @@ direction) or numpy arrays of LPS points, never bare arrays whose geometry must 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -176,6 +176,53 @@ def input_region(image: sitk.Image, input_image: sitk.Image, margin: int = 2
     region.SetDirection(input_image.GetDirection())
     region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
     return region, i0, i1
+
+
+def sub_grid(input_image: sitk.Image, lo_lps, hi_lps, margin: int = 2) -> sitk.Image:
+    """An empty uint8 image on the part of ``input_image``'s grid under the LPS box lo..hi.
+
+    Its voxels are the input's own voxels (same spacing and direction, origin on one of the
+    input's voxel centres), so maps on it overlay the input voxel for voxel without being
+    input-sized: the C2 region of a 512 x 512 x 300 scan is a few million voxels, not 80 M.
+    """
+    i0, i1 = index_box(input_image, lo_lps, hi_lps, margin=margin)
+    region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
+    region.SetSpacing(input_image.GetSpacing())
+    region.SetDirection(input_image.GetDirection())
+    region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
+    return region
+
+
+def offset_in(image: sitk.Image, input_image: sitk.Image, tol_vox: float = 1e-3
+              ) -> Optional[np.ndarray]:
+    """The (i, j, k) index in ``input_image`` of ``image``'s first voxel when ``image`` lies on
+    a part of ``input_image``'s own grid (same spacing and direction, origin on an input voxel,
+    extent inside it); None otherwise."""
+    if (image.GetDimension() != input_image.GetDimension()
+            or not np.allclose(image.GetSpacing(), input_image.GetSpacing(), rtol=1e-6, atol=1e-6)
+            or not np.allclose(image.GetDirection(), input_image.GetDirection(), atol=1e-6)):
+        return None
+    ijk = np.asarray(input_image.TransformPhysicalPointToContinuousIndex(image.GetOrigin()))
+    i0 = np.rint(ijk)
+    if np.any(np.abs(ijk - i0) > tol_vox):
+        return None
+    i0 = i0.astype(int)
+    if np.any(i0 < 0) or np.any(i0 + np.asarray(image.GetSize()) > np.asarray(input_image.GetSize())):
+        return None
+    return i0
+
+
+def on_full_grid(image: sitk.Image, input_image: sitk.Image, default_value: float = 0.0,
+                 interpolator: str = "nearest") -> sitk.Image:
+    """``image`` on ``input_image``'s whole grid: pasted when it lies on a part of that grid
+    (:func:`offset_in`), else resampled with ``interpolator``."""
+    i0 = offset_in(image, input_image)
+    if i0 is None:
+        return to_input_grid(image, input_image, interpolator, default_value)
+    if np.array_equal(image.GetSize(), input_image.GetSize()):
+        return image
+    return paste_region(sitk.GetArrayFromImage(image), i0, i0 + np.asarray(image.GetSize()),
+                        input_image, default_value)
 
 
 def paste_region(sub_kji: np.ndarray, i0: np.ndarray, i1: np.ndarray, input_image: sitk.Image,

@@ -42,7 +42,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError, SegmentationError
-from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like
+from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like, sub_grid
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
 
@@ -126,8 +126,10 @@ def keep_plausible_components(labels: np.ndarray, min_voxels: int = MIN_PEDICLE_
 def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                      model: Optional[OnnxModel] = None, model_dir=None,
                      threads: Optional[int] = None,
-                     progress: Optional[ProgressCallback] = None) -> sitk.Image:
-    """Segment both C2 pedicles; returns a uint8 label image on ``ct``'s own grid.
+                     progress: Optional[ProgressCallback] = None,
+                     grid: Optional[sitk.Image] = None) -> sitk.Image:
+    """Segment both C2 pedicles; returns a uint8 label image on ``ct``'s own grid (or on
+    ``grid``, a part of it: :func:`c2net.geometry.sub_grid`).
 
     ``ct``: float HU image (any orientation/spacing). ``c2_center_lps_mm``: the C2 centre
     (LPS mm) from :func:`c2net.locate.locate_c2`. Labels: 0 background, 1 C2 pedicle left,
@@ -156,7 +158,7 @@ def segment_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
             "Check that the C2 centre is right (give a seed point) and that the scan is a "
             "bone-window-capable CT of the cervical spine; or segment the pedicles manually "
             "and run 'c2net measure' on the mask.")
-    out = labels_on_input_grid(prob, clean, roi, ct)
+    out = labels_on_input_grid(prob, clean, roi, ct if grid is None else grid)
     progress("segment", 1.0, "pedicles segmented")
     return out
 
@@ -243,6 +245,22 @@ def _distance_to_mask_mm(labels: sitk.Image, value: int, point_lps: Sequence[flo
     return float(np.min(np.linalg.norm(pts - np.asarray(point_lps, float), axis=1)))
 
 
+def analysis_grid(ct: sitk.Image, c2_center_lps_mm: Sequence[float], unet_roi_mm: Sequence[float],
+                  spine_frame: Optional[dict] = None) -> sitk.Image:
+    """The part of ``ct``'s grid that both segmenters' crops cover around the C2 centre (the
+    U-Net's canonical ROI and the finder's box in the vertebra's frame): the pedicle labels
+    live there, on the CT's own voxels, instead of on an input-sized array."""
+    from .pedicle_finder import FINDER_ROI_MM, spine_frame_matrix
+
+    centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
+    signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], float)
+    rot = spine_frame_matrix(spine_frame)
+    finder = centre + (signs * (np.asarray(FINDER_ROI_MM, float) / 2.0)) @ rot.T
+    unet = centre + signs * (np.asarray(unet_roi_mm, float) / 2.0)
+    pts = np.vstack([finder, unet])
+    return sub_grid(ct, pts.min(axis=0) - 1.0, pts.max(axis=0) + 1.0, margin=2)
+
+
 def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                              model: Optional[OnnxModel] = None, model_dir=None,
                              threads: Optional[int] = None,
@@ -261,16 +279,20 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     progress = progress or null_progress
     unet: Optional[sitk.Image] = None
     notes: List[str] = []
+    model = model or load_model("segmentation", model_dir=model_dir, threads=threads)
+    grid = analysis_grid(ct, c2_center_lps_mm, roi_size_mm(model), spine_frame)
     try:
         unet = segment_pedicles(ct, c2_center_lps_mm, model=model, model_dir=model_dir,
-                                threads=threads, progress=progress)
+                                threads=threads, progress=progress, grid=grid)
     except SegmentationError as exc:
         if "outside the scan" in exc.message:
             raise
         notes.append(f"U-Net: {exc.message}")
+    if unet is not None and unet.GetSize() != grid.GetSize():   # a caller's own segmenter
+        unet = resample_like(unet, grid, "nearest")
     progress("segment", 1.0, "anatomical pedicle finder")
     t0 = time.perf_counter()
-    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame)
+    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame, grid=grid)
     finder_s = time.perf_counter() - t0
     segmenter: Dict[str, Optional[str]] = {}
     unet_arr = None if unet is None else sitk.GetArrayFromImage(unet)
@@ -313,7 +335,7 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
             "bone-window-capable CT of the cervical spine; or segment the pedicles manually "
             "and run 'c2net measure' on the mask.")
     labels = sitk.GetImageFromArray(out)
-    labels.CopyInformation(ct)
+    labels.CopyInformation(grid)
     return SegmentationOutcome(labels=labels, segmenter=segmenter, finder=finder, notes=notes,
                                finder_time_s=finder_s)
 

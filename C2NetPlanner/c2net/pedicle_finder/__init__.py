@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..geometry import AIR_HU, canonical_crop, to_input_grid
-from .canal import Canal, find_canal
+from .canal import find_canal
 from .foramen import find_foramen
 from .levels import BoneLevels, bone_levels
 from .tube import Tube, find_tube
@@ -154,8 +154,12 @@ def spine_crop(ct: sitk.Image, centre: np.ndarray, rot: np.ndarray,
 
 
 def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
-                  spine_frame: Optional[dict] = None) -> FinderResult:
+                  spine_frame: Optional[dict] = None,
+                  grid: Optional[sitk.Image] = None) -> FinderResult:
     """Find both C2 pedicles of ``ct`` around the C2 centre (LPS mm); never raises for anatomy.
+
+    ``grid``: where the labels go, a part of ``ct``'s grid (:func:`c2net.geometry.sub_grid`);
+    ``ct``'s whole grid by default.
 
     ``spine_frame``: the localiser's ``evidence["spine_frame"]`` (``axis_lps`` up the spine,
     ``anterior_lps``): the search then runs in the vertebra's own frame, so a flexed, tilted or
@@ -163,22 +167,23 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     ``sides`` with its reason in ``reasons``.
     """
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
+    target = ct if grid is None else grid
     roi = spine_crop(ct, centre, spine_frame_matrix(spine_frame))
     hu = sitk.GetArrayFromImage(roi)
     sides: Dict[str, Optional[FoundPedicle]] = {s: None for s in SIDES}
     if float(np.mean(hu <= AIR_HU + 1)) > 0.5:
-        return FinderResult(_empty(ct), sides, {s: "the C2 region lies mostly outside the scan"
+        return FinderResult(_empty(target), sides, {s: "the C2 region lies mostly outside the scan"
                                            for s in SIDES})
     levels = bone_levels(hu)
     if not np.isfinite(levels.solid_hu):
-        return FinderResult(_empty(ct), sides, {s: "no bone in the C2 region" for s in SIDES}, levels)
+        return FinderResult(_empty(target), sides, {s: "no bone in the C2 region" for s in SIDES}, levels)
     solid = solid_bone(hu, levels)
     # the C2 centre is the crop centre; (row, col) of the expected canal
     expected = (np.asarray(hu.shape[1:], float) - 1.0) / 2.0
     canal = find_canal(solid, expected, (hu.shape[0] - 1) / 2.0, hu, levels.soft_max_hu)
     evidence = {"bone_levels_hu": levels.to_dict(), "canal_slices": int(canal.slices.size)}
     if not canal.found:
-        return FinderResult(_empty(ct), sides, {s: "no closed spinal canal found at C2" for s in SIDES},
+        return FinderResult(_empty(target), sides, {s: "no closed spinal canal found at C2" for s in SIDES},
                             levels, evidence)
     clear = ndimage.distance_transform_edt(solid).astype(np.float32)
     canal_dist = ndimage.distance_transform_edt(~canal.mask).astype(np.float32)
@@ -195,7 +200,7 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
         sides[side] = _found(roi, tube)
     lab_img = sitk.GetImageFromArray(labels)
     lab_img.CopyInformation(roi)
-    out = to_input_grid(lab_img, ct, "nearest")
+    out = to_input_grid(lab_img, target, "nearest")
     return FinderResult(sitk.Cast(out, sitk.sitkUInt8), sides, reasons, levels, evidence)
 
 

@@ -1,22 +1,30 @@
 """The pedicle segmentation as Slicer ``segmentation.seg.nrrd`` and as ``segmentation.nii.gz``.
 
-Both files are written on the input CT's own grid (spacing, origin, direction), label ``1`` =
-"C2 pedicle left" and ``2`` = "C2 pedicle right" (patient sides). The ``.seg.nrrd`` carries
-Slicer's segmentation fields (segment name, ID, colour, label value, extent and a DICOM/SNOMED-CT
-terminology entry) so that it opens in Slicer with named, coloured segments; slicerio reads it
-back. SimpleITK writes the voxels (its compressor is ~5x faster than Python's zlib on a
-512x512x300 volume); slicerio's own helpers format the terminology string.
+Both files are on the input CT's own voxels (spacing, direction, voxel positions), label ``1`` =
+"C2 pedicle left" and ``2`` = "C2 pedicle right" (patient sides).
+
+* ``segmentation.seg.nrrd`` holds the pedicles' true extent only (their bounding box): its
+  space origin is that box's first voxel, and ``Segmentation_ReferenceImageExtentOffset`` says
+  where the box lies in the CT's grid, as Slicer writes it, so Slicer (and any NRRD reader)
+  places it on the CT. It carries Slicer's segmentation fields (segment name, ID, colour, label
+  value, extent and a DICOM/SNOMED-CT terminology entry), so it opens in Slicer with named,
+  coloured segments; slicerio reads it back.
+* ``segmentation.nii.gz`` is input-sized (NIfTI has no reference geometry, and tools such as
+  ITK-SNAP expect a label map of the CT's own size).
+
+SimpleITK writes the voxels; slicerio's own helpers format the terminology string.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from slicerio.segmentation import terminology_entry_to_string
 
+from ..geometry import offset_in, on_full_grid
 from .style import SIDE_COLORS, SIDE_LABELS
 from .volume_checks import require_input_grid
 
@@ -72,13 +80,17 @@ def label_extents(seg: sitk.Image) -> Dict[int, Tuple[int, int, int, int, int, i
     return out
 
 
-def segment_fields(seg: sitk.Image) -> Dict[str, str]:
-    """The Slicer segmentation header fields (``key:=value`` lines of the .seg.nrrd)."""
+def segment_fields(seg: sitk.Image, offset: Sequence[int] = (0, 0, 0)) -> Dict[str, str]:
+    """The Slicer segmentation header fields (``key:=value`` lines of the .seg.nrrd).
+
+    ``offset``: the (i, j, k) index in the reference CT of ``seg``'s first voxel; segment
+    extents are given in ``seg``'s own indices, as Slicer writes them.
+    """
     extents = label_extents(seg)
     fields = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
-        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+        "Segmentation_ReferenceImageExtentOffset": " ".join(str(int(v)) for v in offset),
     }
     for n, side in enumerate(("left", "right")):
         label = SIDE_LABELS[side]
@@ -104,20 +116,35 @@ def _as_uint8_labels(seg: sitk.Image) -> sitk.Image:
     return out
 
 
+def pedicle_box(labels: sitk.Image) -> sitk.Image:
+    """``labels`` cropped to the bounding box of its non-zero voxels (same voxel positions);
+    ``labels`` itself when empty."""
+    ext = list(label_extents(labels).values())
+    if not ext:
+        return labels
+    e = np.array(ext)
+    lo = [int(e[:, 0].min()), int(e[:, 2].min()), int(e[:, 4].min())]
+    hi = [int(e[:, 1].max()), int(e[:, 3].max()), int(e[:, 5].max())]
+    return sitk.RegionOfInterest(labels, [b - a + 1 for a, b in zip(lo, hi)], lo)
+
+
 def write_segmentation_files(seg: sitk.Image, out_dir: Path, reference: sitk.Image | None = None,
                              compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> List[Path]:
     """Write ``segmentation.seg.nrrd`` and ``segmentation.nii.gz``; return their paths.
 
-    ``seg`` is the label map on the input grid (0 background, 1 left, 2 right pedicle);
-    ``reference`` (the input CT) is checked to share its grid.
+    ``seg`` is the label map on the input grid or on a part of it (0 background, 1 left,
+    2 right pedicle); ``reference`` (the input CT) is checked to hold that grid.
     """
     require_input_grid(seg, reference, "pedicle segmentation")
     labels = _as_uint8_labels(seg)
     out_dir = Path(out_dir)
     nii = out_dir / SEG_NIFTI
-    sitk.WriteImage(labels, str(nii), True, compression_level)
-    for key, value in segment_fields(labels).items():
-        labels.SetMetaData(key, value)
+    full = labels if reference is None else on_full_grid(labels, reference)
+    sitk.WriteImage(full, str(nii), True, compression_level)
+    box = pedicle_box(labels)
+    offset = offset_in(box, reference if reference is not None else labels)
+    for key, value in segment_fields(box, (0, 0, 0) if offset is None else offset).items():
+        box.SetMetaData(key, value)
     nrrd_path = out_dir / SEG_NRRD
-    sitk.WriteImage(labels, str(nrrd_path), True, compression_level)
+    sitk.WriteImage(box, str(nrrd_path), True, compression_level)
     return [nrrd_path, nii]
