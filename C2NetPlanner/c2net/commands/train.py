@@ -58,7 +58,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", type=Path, default=None, metavar="BEST_PT",
                         help="start from the weights (and normalisation) of an earlier run's "
                              "best.pt of the same network instead of random weights (fine-tuning "
-                             "or continuing a run that hit --max-minutes)")
+                             "or continuing a run that hit --max-minutes); for seg also an "
+                             "exported U-Net .onnx")
+    parser.add_argument("--domain-randomisation", action="store_true",
+                        help="seg: SynthSeg-style randomised patches (tissue intensities, bias "
+                             "field, scanner resolution, noise, gamma, elastic deformation)")
+    parser.add_argument("--p-randomise", type=float, default=1.0,
+                        help="seg: share of patches randomised with --domain-randomisation "
+                             "(default 1)")
+    parser.add_argument("--real-manifest", type=Path, default=None,
+                        help="seg: a CT manifest of real scans with labels (e.g. from "
+                             "'python -m c2net.training.real_labels'), used for training only")
+    parser.add_argument("--real-share", type=float, default=0.3,
+                        help="seg: share of the training patches drawn from --real-manifest")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -74,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, device=args.device,
         cache_dir=str(args.cache_dir or (args.out / "cache")), cutoff_mm=args.cutoff_mm,
         use_measure=not args.no_measure, quiet=args.quiet,
-        init_from=str(args.init_from) if args.init_from else None)
+        init_from=str(args.init_from) if args.init_from else None,
+        domain_randomisation=args.domain_randomisation, p_randomise=args.p_randomise,
+        real_manifest=str(args.real_manifest) if args.real_manifest else None,
+        real_share=args.real_share)
     fn = train_seg if args.network == "seg" else train_cls
     splits = range(args.repeats) if args.all_splits else [args.split]
     summaries = []

@@ -425,14 +425,22 @@ def build_cls_dataset(manifest: Path, cache_dir: Optional[Path] = None,
 
 # --------------------------------------------------------------------------- augmentation
 def _affine_2d(img: np.ndarray, center_rc: Sequence[float], out_hw: Sequence[int], angle_deg: float,
-               scale: float, order: int, cval: float) -> np.ndarray:
-    """Crop ``out_hw`` around ``center_rc`` of a 2D array after rotation/scaling about it."""
+               scale: float, order: int, cval: float,
+               displacement: Optional[np.ndarray] = None) -> np.ndarray:
+    """Crop ``out_hw`` around ``center_rc`` of a 2D array after rotation/scaling about it;
+    ``displacement`` (2, *out_hw) pixels, when given, deforms it elastically on top."""
     a = np.deg2rad(angle_deg)
     m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / scale
     oc = (np.asarray(out_hw, float) - 1) / 2.0
     offset = np.asarray(center_rc, float) - m @ oc
-    return ndimage.affine_transform(img, m, offset=offset, output_shape=tuple(out_hw), order=order,
-                                    cval=cval, mode="constant")
+    if displacement is None:
+        return ndimage.affine_transform(img, m, offset=offset, output_shape=tuple(out_hw),
+                                        order=order, cval=cval, mode="constant")
+    rr, cc = np.mgrid[0:out_hw[0], 0:out_hw[1]].astype(float)
+    rr, cc = rr + displacement[0], cc + displacement[1]
+    coords = np.stack([m[0, 0] * rr + m[0, 1] * cc + offset[0],
+                       m[1, 0] * rr + m[1, 1] * cc + offset[1]])
+    return ndimage.map_coordinates(img, coords, order=order, cval=cval, mode="constant")
 
 
 @dataclass
@@ -446,24 +454,40 @@ class SegAugment:
     max_noise_hu: float = 30.0
     #: SynthSeg-style randomised tissue intensities, bias field, blur, noise and gamma per
     #: patch (:mod:`c2net.training.randomise`) instead of the shift/scale/noise above; off by
-    #: default (the shipped U-Net was trained without it).
+    #: default (c2net-unet 1.0.0 was trained without it; 2.0.0 with it).
     domain_randomisation: bool = False
+    #: With domain randomisation: the share of patches randomised (the rest keep the source's
+    #: own look with the light shift/scale/noise above), and whether they are also
+    #: elastically deformed and given a drawn slice profile.
+    p_randomise: float = 1.0
+    elastic: bool = True
 
 
 class SegSampler:
     """Random training patches from cached canonical crops (see :func:`preprocess_seg_case`).
 
-    Each patch: a jittered ROI (±margin mm, mimicking localisation error), an axial slice that
-    contains pedicle with probability ``p_pedicle`` (else any ROI slice), an in-plane patch of
-    ``patch`` pixels near the pedicle, rotated/scaled, intensity-shifted and noised in HU, then
-    windowed. Returns ``(x (B, 1, P, P) window units, y (B, 3, P, P) float32)``: ``y`` holds the
+    Each patch: a volume (uniformly, or by ``weights``: e.g. the few real scans oversampled
+    beside many phantoms), a jittered ROI (±margin mm, mimicking localisation error), an axial
+    slice that contains pedicle with probability ``p_pedicle`` (else any ROI slice), an
+    in-plane patch of ``patch`` pixels near the pedicle, rotated/scaled, intensity-shifted and
+    noised in HU, then windowed. With domain randomisation a patch (share ``p_randomise``)
+    instead gets a drawn scanner's slice profile across the neighbouring slices, an elastic
+    deformation and the randomised look of :mod:`c2net.training.randomise`. Returns ``(x (B, 1, P, P) window units, y (B, 3, P, P) float32)``: ``y`` holds the
     class shares (background, left, right) of each pixel (see :func:`soft_target`).
     """
 
     def __init__(self, volumes: Sequence[dict], roi_mm: Sequence[int] = SEG_ROI_MM,
                  margin_mm: int = SEG_JITTER_MM, patch: int = 64, p_pedicle: float = 0.8,
-                 augment: Optional[SegAugment] = None):
+                 augment: Optional[SegAugment] = None,
+                 weights: Optional[Sequence[float]] = None):
         self.volumes = list(volumes)
+        if weights is not None:
+            w = np.asarray(weights, float)
+            if w.shape != (len(self.volumes),) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError("weights: one non-negative weight per volume, not all zero")
+            self.weights = w / w.sum()
+        else:
+            self.weights = None
         self.roi = (int(roi_mm[2]), int(roi_mm[1]), int(roi_mm[0]))  # S, P, L
         self.margin = int(margin_mm)
         self.patch = int(patch)
@@ -480,7 +504,10 @@ class SegSampler:
         xs, ys = [], []
         a = self.augment
         for _ in range(batch):
-            k = int(rng.integers(len(self.volumes)))
+            if self.weights is None:
+                k = int(rng.integers(len(self.volumes)))
+            else:
+                k = int(rng.choice(len(self.volumes), p=self.weights))
             hu, tg = self.volumes[k]["hu"], self.volumes[k]["target"]
             fr = self.volumes[k]["fraction"]
             j = rng.integers(-self.margin, self.margin + 1, size=3)
@@ -491,7 +518,18 @@ class SegSampler:
                 z = int(rng.choice(ped))
             else:
                 z = int(s0 + rng.integers(self.roi[0]))
-            img = hu[z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]].astype(np.float32)
+            rand = self._levels is not None and rng.random() < a.p_randomise
+            scanner = None
+            if rand:
+                from .randomise import SLAB_HALF, DomainRandomisation, draw_scanner, slab_weights
+                dr = DomainRandomisation()
+                scanner = draw_scanner(rng, dr)
+                w = slab_weights(scanner["slice_mm"])
+                zs = np.clip(np.arange(z - SLAB_HALF, z + SLAB_HALF + 1), 0, hu.shape[0] - 1)
+                slab = hu[zs, p0:p0 + self.roi[1], l0:l0 + self.roi[2]].astype(np.float32)
+                img = np.tensordot(w.astype(np.float32), slab, axes=1)
+            else:
+                img = hu[z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]].astype(np.float32)
             lab = tg[z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]]
             frac = fr[:, z, p0:p0 + self.roi[1], l0:l0 + self.roi[2]].astype(np.float32)
             fg = np.argwhere(lab > 0)
@@ -504,11 +542,15 @@ class SegSampler:
             ang = rng.uniform(-a.max_rotation_deg, a.max_rotation_deg)
             sc = rng.uniform(*a.scale_range)
             out = (self.patch, self.patch)
-            img = _affine_2d(img, c, out, ang, sc, 1, -1024.0)
-            frac = np.stack([_affine_2d(f, c, out, ang, sc, 1, 0.0) for f in frac])
-            if self._levels is not None:
+            disp = None
+            if rand and a.elastic:
+                from .randomise import elastic_field
+                disp = elastic_field(rng, out, dr)
+            img = _affine_2d(img, c, out, ang, sc, 1, -1024.0, disp)
+            frac = np.stack([_affine_2d(f, c, out, ang, sc, 1, 0.0, disp) for f in frac])
+            if rand:
                 from .randomise import randomise_patch
-                img = randomise_patch(img, rng, self._levels[k])
+                img = randomise_patch(img, rng, self._levels[k], dr, scanner)
             else:
                 img = img * rng.uniform(*a.intensity_scale) + rng.uniform(-a.intensity_shift_hu,
                                                                           a.intensity_shift_hu)

@@ -10,9 +10,24 @@ Per patch, in Hounsfield units, before windowing:
    mixtures of their neighbours and the tissues keep the order every CT shows.
 2. **Bias field.** A smooth additive field (a random low-order polynomial over the patch,
    up to ``bias_hu``) and a global gain.
-3. **Resolution.** Gaussian blur of random width (in-plane sigma up to ``max_blur_px``).
+3. **Resolution.** A scanner is drawn per patch: in-plane pixel 0.4-1 mm with a
+   reconstruction kernel 1.5-3 pixels wide (FWHM), slices 0.6-3 mm thick. The slice profile
+   is applied across the 1 mm slices of the source (:func:`slab_weights`, a Gaussian whose
+   FWHM is the slice thickness, less the 1 mm the grid already averages), the in-plane PSF by
+   a Gaussian blur of the matching width (:func:`inplane_sigma_px`, capped at
+   ``max_blur_px``).
 4. **Noise.** Gaussian noise, sigma drawn in ``noise_hu``.
 5. **Gamma** on the windowed image (W2000/L800), mapped back to HU.
+
+The tissue map of step 1 is a rendering of a soft label map: between two of the source's
+tissue levels a voxel is a mixture of those two tissues (its weights are its position
+between the levels), and it is re-rendered as the same mixture of the drawn levels. For the
+phantoms that is their own tissue map; for the real scans (:mod:`c2net.training.real_labels`)
+the tissue classes come from the scan's own HU, and the pedicle label from the recipe there.
+
+Geometry (:func:`elastic_field`): a smooth random displacement (a coarse grid of normal
+displacements, cubic-interpolated) deforms image and label together, on top of the rotation
+and scaling of :class:`c2net.training.data.SegSampler`.
 
 Off by default (:attr:`c2net.training.data.SegAugment.domain_randomisation`). Research use
 only - not a medical device.
@@ -21,7 +36,7 @@ only - not a medical device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -40,6 +55,52 @@ class DomainRandomisation:
     max_blur_px: float = 1.2
     noise_hu: Tuple[float, float] = (5.0, 60.0)
     gamma: Tuple[float, float] = (0.7, 1.5)
+    inplane_mm: Tuple[float, float] = (0.4, 1.0)
+    kernel_px: Tuple[float, float] = (1.5, 3.0)
+    slice_mm: Tuple[float, float] = (0.6, 3.0)
+    elastic_mm: float = 1.5
+    elastic_grid: int = 5
+
+
+#: Half-width (slices of 1 mm) of the slab a patch's slice profile is drawn from.
+SLAB_HALF = 2
+
+
+def slab_weights(thickness_mm: float, half: int = SLAB_HALF) -> np.ndarray:
+    """Weights of the 1 mm slices ``-half..half`` for a slice ``thickness_mm`` thick (FWHM):
+    a Gaussian of sigma sqrt(max(T^2 - 1, 0)) / 2.355 (the 1 mm grid already averages 1 mm)."""
+    sigma = np.sqrt(max(float(thickness_mm) ** 2 - 1.0, 0.0)) / 2.355
+    off = np.arange(-half, half + 1, dtype=float)
+    if sigma < 0.05:
+        w = (off == 0).astype(float)
+    else:
+        w = np.exp(-0.5 * (off / sigma) ** 2)
+    return w / w.sum()
+
+
+def inplane_sigma_px(pixel_mm: float, kernel_px: float) -> float:
+    """Gaussian sigma (1 mm pixels) of a scanner with ``pixel_mm`` pixels and a kernel of
+    ``kernel_px`` pixels FWHM, less the 1 mm the training grid already averages."""
+    fwhm = float(pixel_mm) * float(kernel_px)
+    return float(np.sqrt(max(fwhm * fwhm - 1.0, 0.0)) / 2.355)
+
+
+def draw_scanner(rng: np.random.Generator, cfg: DomainRandomisation) -> dict:
+    """One scanner's resolution: in-plane pixel, kernel, slice thickness (mm)."""
+    return {"pixel_mm": float(rng.uniform(*cfg.inplane_mm)),
+            "kernel_px": float(rng.uniform(*cfg.kernel_px)),
+            "slice_mm": float(rng.uniform(*cfg.slice_mm))}
+
+
+def elastic_field(rng: np.random.Generator, shape: Tuple[int, int],
+                  cfg: DomainRandomisation) -> np.ndarray:
+    """(2, H, W) smooth displacement (pixels): a ``elastic_grid`` x ``elastic_grid`` grid of
+    normal displacements (sd ``elastic_mm``), cubic-interpolated over the patch."""
+    g = max(int(cfg.elastic_grid), 2)
+    coarse = rng.normal(0.0, cfg.elastic_mm, size=(2, g, g))
+    zoom = (shape[0] / g, shape[1] / g)
+    return np.stack([ndimage.zoom(c, zoom, order=3, mode="nearest")[:shape[0], :shape[1]]
+                     for c in coarse])
 
 
 def source_levels(hu: np.ndarray) -> Tuple[float, float, float, float]:
@@ -66,8 +127,11 @@ def _increasing(v: np.ndarray, step: float = 10.0) -> np.ndarray:
 
 def randomise_patch(img_hu: np.ndarray, rng: np.random.Generator,
                     levels: Tuple[float, float, float, float],
-                    cfg: DomainRandomisation = DomainRandomisation()) -> np.ndarray:
-    """One randomised look of a 2D HU patch (same shape, float32 HU)."""
+                    cfg: DomainRandomisation = DomainRandomisation(),
+                    scanner: Optional[dict] = None) -> np.ndarray:
+    """One randomised look of a 2D HU patch (same shape, float32 HU). ``scanner``
+    (:func:`draw_scanner`) sets the in-plane blur; drawn here when not given (the slice
+    profile is applied by the caller, which holds the neighbouring slices)."""
     fat, soft, canc, cortex = levels
     src = _increasing([-1024.0, fat, soft, canc, cortex, cortex + 1000.0])
     t_cortex = rng.uniform(*cfg.cortex_hu)
@@ -84,7 +148,8 @@ def randomise_patch(img_hu: np.ndarray, rng: np.random.Generator,
     field *= cfg.bias_hu * rng.uniform(0, 1) / max(np.abs(field).max(), 1e-6)
     body = out > -500.0                              # air stays air
     out = np.where(body, out * rng.uniform(*cfg.gain) + field, out)
-    sigma = rng.uniform(0.0, cfg.max_blur_px)
+    scanner = scanner or draw_scanner(rng, cfg)
+    sigma = min(inplane_sigma_px(scanner["pixel_mm"], scanner["kernel_px"]), cfg.max_blur_px)
     if sigma > 0.05:
         out = ndimage.gaussian_filter(out, sigma)
     out = out + rng.normal(0.0, rng.uniform(*cfg.noise_hu), size=out.shape)

@@ -67,6 +67,9 @@ class TrainConfig:
     use_measure: bool = True
     init_from: Optional[str] = None           # warm start: best.pt of an earlier run
     domain_randomisation: bool = False        # seg: SynthSeg-style patches (training.randomise)
+    p_randomise: float = 1.0                  # seg: share of patches randomised (with the above)
+    real_manifest: Optional[str] = None       # seg: extra CT manifest (real scans), training only
+    real_share: float = 0.3                   # seg: share of patches drawn from real_manifest
     quiet: bool = False
     extra: Dict = field(default_factory=dict)
 
@@ -234,6 +237,39 @@ def _read_checkpoint(path: str, kind: str) -> dict:
     return ck
 
 
+def checkpoint_from_onnx(path: str) -> dict:
+    """A segmentation checkpoint (architecture, weights, normalisation) read back from an
+    exported U-Net ``.onnx`` (its initialisers carry the state-dict names; fp16 weights are
+    widened to float32), so a shipped model can be fine-tuned without its ``best.pt``."""
+    import onnx
+    from onnx import numpy_helper
+
+    from ..errors import InputError
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(f"cannot read the warm-start model {path}: {exc}",
+                         "Give an .onnx exported by 'c2net export' or a best.pt.") from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("c2net.kind") != "segmentation":
+        raise InputError(f"{path} is not a c2net segmentation model",
+                         "Give the U-Net .onnx exported by 'c2net export'.")
+    state = {}
+    for init in model.graph.initializer:
+        name = init.name[:-len("__fp16")] if init.name.endswith("__fp16") else init.name
+        if name.startswith(("down.", "up.", "head.")):
+            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
+    widths = [int(state[f"down.{i}.0.weight"].shape[0]) for i in range(5)]
+    norm = json.loads(meta.get("c2net.normalisation", "{}"))
+    return {"kind": "segmentation", "state_dict": state,
+            "arch": {"in_channels": 3, "n_classes": 3, "widths": widths},
+            "normalisation": {"mean": float(norm["mean"]), "std": float(norm["std"])},
+            "epoch": None, "config": None,
+            "warm_start": {"onnx": str(path), "id": meta.get("c2net.id"),
+                           "version": meta.get("c2net.version")}}
+
+
 def _load_weights(net: torch.nn.Module, ck: dict, path: str) -> None:
     from ..errors import InputError
 
@@ -297,7 +333,11 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
         raise InputError("the segmentation network needs a CT manifest (ct, labels, truth)",
                          "The paper's slice form only trains the classifier.")
     cases = D.read_ct_manifest(manifest)
-    init = _read_checkpoint(cfg.init_from, "segmentation") if cfg.init_from else None
+    init = None
+    if cfg.init_from:
+        init = (checkpoint_from_onnx(cfg.init_from) if str(cfg.init_from).endswith(".onnx")
+                else _read_checkpoint(cfg.init_from, "segmentation"))
+    real_cases = D.read_ct_manifest(Path(cfg.real_manifest)) if cfg.real_manifest else []
     pids = [c.patient_id for c in cases]
     split = patient_splits(pids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
     tr, va = split_indices(pids, split)
@@ -306,10 +346,20 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     for i, c in enumerate(cases):
         vols.append(D.preprocess_seg_case(c, D.SEG_ROI_MM, D.SEG_JITTER_MM, cache))
         D._progress(i + 1, len(cases), "preparing segmentation data")
+    real_vols = [D.preprocess_seg_case(c, D.SEG_ROI_MM, D.SEG_JITTER_MM, cache)
+                 for c in real_cases]
     m = D.SEG_JITTER_MM
     mean, std = D.mean_std([D.window_unit(vols[i]["hu"][m:-m, m:-m, m:-m]) for i in tr])
-    sampler = D.SegSampler([vols[i] for i in tr], D.SEG_ROI_MM, m, cfg.patch,
-                           augment=D.SegAugment(domain_randomisation=cfg.domain_randomisation))
+    train_vols = [vols[i] for i in tr] + real_vols
+    weights = None
+    if real_vols:   # the few real scans get ``real_share`` of the patches between them
+        share = min(max(float(cfg.real_share), 0.0), 1.0)
+        weights = ([(1.0 - share) / len(tr)] * len(tr)
+                   + [share / len(real_vols)] * len(real_vols))
+    sampler = D.SegSampler(train_vols, D.SEG_ROI_MM, m, cfg.patch,
+                           augment=D.SegAugment(domain_randomisation=cfg.domain_randomisation,
+                                                p_randomise=cfg.p_randomise),
+                           weights=weights)
     xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
     yv_labels = hard_labels(yv)
     widths = tuple(cfg.widths or (init["arch"]["widths"] if init else UNET_PAPER_WIDTHS))
@@ -344,6 +394,13 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
         return tot / len(xv), {"val_dice_left": dl, "val_dice_right": dr}
 
     statement = _data_statement(manifest, len(cases), len(tr), len(va))
+    if real_cases:
+        statement += (f"; plus {len(real_cases)} real CT(s) for training only "
+                      f"({', '.join(c.patient_id for c in real_cases)}; "
+                      f"{100 * cfg.real_share:.0f} % of the patches)")
+    if cfg.domain_randomisation:
+        statement += (f"; SynthSeg-style domain randomisation of {100 * cfg.p_randomise:.0f} % "
+                      "of the patches (c2net.training.randomise)")
     init_info = None if not cfg.init_from else {
         "checkpoint": str(cfg.init_from), "epoch": init.get("epoch"),
         "config": init.get("config"), "warm_start": init.get("warm_start")}
