@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,6 @@ from . import __version__, geometry
 from .errors import C2NetError, InputError, MeasurementError, OutputError
 from .explain import attention_volume
 from .load import LoadedCT, load_ct
-from .measure import crop_to_mask, isthmus_slices, measure_pedicle, measure_trajectory
 from .models import OnnxModel, load_model
 from .output_folder import check_output_folder
 from .progress import ProgressCallback, null_progress
@@ -56,6 +56,45 @@ class _Stopwatch:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
             self.progress(name, 1.0, "")
+
+
+class _ModelsInBackground:
+    """Load both models (sha256 check, ONNX Runtime session) and import the pipeline's
+    numerical modules on a worker thread while the CT is read and C2 is located.
+
+    Reading a CT and creating the sessions both run mostly outside the interpreter lock, so on
+    two cores this hides most of the models' start-up. Errors are raised where the models are
+    asked for (:meth:`get`), the same place as loading them there would raise them.
+    """
+
+    def __init__(self, model_dir: Optional[Path], segmentation_model: Optional[Path],
+                 classifier_model: Optional[Path], threads: Optional[int]):
+        self._models: Optional[tuple] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(
+            target=self._run, args=(model_dir, segmentation_model, classifier_model, threads),
+            name="c2net-models", daemon=True)
+        self._thread.start()
+
+    def _run(self, model_dir, segmentation_model, classifier_model, threads) -> None:
+        try:
+            from . import measure, segment  # noqa: F401 - imported here, off the main thread
+
+            self._models = (
+                load_model("segmentation", model_dir=model_dir, path=segmentation_model,
+                           threads=threads),
+                load_model("classifier", model_dir=model_dir, path=classifier_model,
+                           threads=threads))
+        except BaseException as exc:  # re-raised on the caller's thread by get()
+            self._error = exc
+
+    def get(self) -> tuple:
+        """``(segmentation model, classifier model)``; raises what loading them raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._models is not None
+        return self._models
 
 
 def software_versions(models: Sequence[OnnxModel] = ()) -> Dict[str, Any]:
@@ -146,6 +185,8 @@ def assess(
                         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     clock = _Stopwatch(result.timings_s, progress)
     t_start = time.perf_counter()
+    models = _ModelsInBackground(_opt_path(model_dir), _opt_path(segmentation_model),
+                                 _opt_path(classifier_model), threads)
     try:
         with clock.stage("load", "reading the CT"):
             loaded = _loaded(input_ct, series_uid)
@@ -163,10 +204,7 @@ def assess(
                                  vertebra_mask=vertebra_mask, c2_label=c2_label)
             result.localisation = location.to_dict()
             result.warnings.extend(location.warnings)
-        seg_model = load_model("segmentation", model_dir=_opt_path(model_dir),
-                               path=_opt_path(segmentation_model), threads=threads)
-        cls_model = load_model("classifier", model_dir=_opt_path(model_dir),
-                               path=_opt_path(classifier_model), threads=threads)
+        seg_model, cls_model = models.get()
         result.models = [seg_model.describe(), cls_model.describe()]
         result.software = software_versions([seg_model, cls_model])
         with clock.stage("segment", "U-Net on the C2 region, anatomical finder beside it"):
@@ -244,6 +282,7 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                               cls_model: OnnxModel, clock: _Stopwatch,
                               trajectories: Optional[dict] = None) -> None:
     from .classify import predict_risk
+    from .measure import crop_to_mask, isthmus_slices, measure_pedicle, measure_trajectory
 
     ct = result.ct
     for side in SIDES:
