@@ -174,8 +174,11 @@ def _from_seed(image: sitk.Image, seed: np.ndarray, progress: ProgressCallback) 
 
 
 # ----------------------------------------------------------------------------- automatic
-def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray | None = None
-               ) -> C2Location:
+def spine_track(image: sitk.Image, progress: ProgressCallback = null_progress,
+                near: np.ndarray | None = None) -> tuple[CanalTrack, np.ndarray, SpineFrame, float]:
+    """The canal followed (the track, its LPS points upwards, on the 2 mm grid) and the spine's
+    frame estimated from it; the track's length (mm). Raises ``c2_not_in_fov`` when no
+    cervical canal is found."""
     progress("locate", 0.1, "resampling to a 2 mm canonical grid")
     wv = make_work_volume(image)
     progress("locate", 0.3, "following the spinal canal")
@@ -208,8 +211,13 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
             track, track_pts = retracked
             frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts,
                                    track.observed, track.area_mm2)
+    return track, track_pts, frame, track.length_mm * wv.spacing_mm
+
+
+def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray | None = None
+               ) -> C2Location:
+    track, track_pts, frame, length_mm = spine_track(image, progress, near)
     progress("locate", 0.55, "looking for the dens inside the C1 ring")
-    length_mm = track.length_mm * wv.spacing_mm
     evidence = {
         "canal": {"length_mm": round(length_mm, 1),
                   "observed_fraction": round(float(track.observed.mean()), 3),
@@ -218,12 +226,36 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
     }
     frames = _readings(frame)
     first_error = None
+    # a dens joined to C1 in the image (no island at the usual thresholds) is looked for only
+    # when no reading found a dens island: the usual cues stay first wherever they work
+    for fused in (False, True):
+        answers, ambiguous, error = _read_all(image, frames, frame, track_pts, length_mm,
+                                              evidence, progress, fused)
+        first_error = first_error or error
+        if answers or ambiguous is not None:
+            break
+    # a reading that saw two candidates a level apart vetoes the others' single one: it may be
+    # the other level (the frames differ only in how the same bone is sliced)
+    if ambiguous is not None:
+        raise ambiguous
+    if not answers:
+        raise first_error
+    return agreed_answer(answers, frame)
+
+
+def _read_all(image: sitk.Image, frames: list[SpineFrame], frame: SpineFrame,
+              track_pts: np.ndarray, length_mm: float, evidence: dict,
+              progress: ProgressCallback, fused: bool):
+    """Every reading's answer (frame, location), the first level ambiguity met and the first
+    refusal met (see :func:`_automatic`)."""
+    first_error = None
     ambiguous = None
     answers: list[tuple[SpineFrame, C2Location]] = []
     for used in frames:
-        crop, candidates, runs = _dens_search(image, used, track_pts)
+        crop, candidates, runs = _dens_search(image, used, track_pts, fused)
         seen = dict(evidence)
         seen["spine_frame"] = used.evidence()
+        seen["dens_joined_to_c1"] = fused
         seen["dens_candidates"] = len(candidates)
         seen["dens_candidates_rejected"] = len(
             [r for r in candidates if r.score >= MIN_DENS_SCORE]) - len(runs)
@@ -241,6 +273,20 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
         # best first; a run that fails as a dens (no tip above it, no C1 ring) is another
         # structure, and the next may be the dens. A cut C2 is cut in any frame: that refusal
         # stands; "not found" may be the frame's fault, so the scanner's axes are read next.
+        not_dens: list[DensRun] = []
+
+        def is_dens(other: DensRun, crop=crop, used=used, runs=runs, not_dens=not_dens) -> bool:
+            # a rival is a candidate only if it passes the dens cues itself (C2's bone under
+            # its tip, a tip, the C1 ring, a disc with C3 under it); one cut by the scan's
+            # edge may still be the dens
+            if any(other is r for r in not_dens):
+                return False
+            try:
+                _c2_from_dens(image, crop, used, other, runs, {}, null_progress)
+            except LocalisationError as exc:
+                return exc.code != "c2_not_found"
+            return True
+
         for run in runs:
             try:
                 loc = _c2_from_dens(image, crop, used, run, runs, seen, progress)
@@ -250,21 +296,25 @@ def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray |
                 first_error = first_error or exc
                 if exc.code != "c2_not_found":
                     break        # a later, less suitable reading ran into an edge: no answer
+                not_dens.append(run)
                 continue
             try:
-                check_one_level(crop, run, runs, loc)
+                check_one_level(crop, run, runs, loc, is_dens)
             except LocalisationError as exc:
                 ambiguous = ambiguous or exc
                 break
+            if fused:
+                # an island cut out of the C1 ring at a high threshold is weaker evidence
+                loc.confidence = float(max(0.0, loc.confidence - FUSED_CONFIDENCE_PENALTY))
+                loc.warnings.append("the dens is joined to C1 in the image; it was separated "
+                                    "at a high bone threshold - check the region")
             answers.append((used, loc))
             break
-    # a reading that saw two candidates a level apart vetoes the others' single one: it may be
-    # the other level (the frames differ only in how the same bone is sliced)
-    if ambiguous is not None:
-        raise ambiguous
-    if not answers:
-        raise first_error
-    return agreed_answer(answers, frame)
+    return answers, ambiguous, first_error
+
+
+#: Confidence taken off an answer whose dens was cut out of the C1 ring it is joined to.
+FUSED_CONFIDENCE_PENALTY = 0.1
 
 
 #: Wrong-level guard, one reading: another dens-like run (one that passed every test but
@@ -282,12 +332,16 @@ OTHER_LEVEL_REACH_MM = 45.0
 READINGS_AGREE_MM = 10.0
 
 
-def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Location) -> None:
+def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Location,
+                    is_dens=None) -> None:
     """Refuse (``c2_not_found``) when another dens-like run lies a level above or below the
-    answer's run, separated from it by soft tissue: two candidates one level apart cannot be
-    told apart by the dens cues, and the rule is to refuse rather than answer C1 or C3 as C2.
-    Two runs joined by a continuous bone column (:func:`bone_gap_mm`) are one dens: its upper
-    part touches the C1 arch, or a cartilage line crosses its base."""
+    answer's run, separated from it by soft tissue, and passes as a dens itself (``is_dens``:
+    C2's bone under its tip, a tip, the C1 ring, a disc with C3's body under it): two
+    candidates one level apart that the dens cues cannot tell apart, and the rule is to refuse
+    rather than answer C1 or C3 as C2. A rival that fails those cues (skull-base bone with soft
+    tissue under it, a body with another body above it) is no dens. Two runs joined by a
+    continuous bone column (:func:`bone_gap_mm`) are one dens: its upper part touches the C1
+    arch, or a cartilage line crosses its base."""
     sp = crop.spacing_mm
     for other in runs:
         if other is run:
@@ -301,14 +355,17 @@ def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Locati
         soft = bone_gap_mm(crop, lower, upper)
         if soft <= SOFT_GAP_MM:
             continue
+        if is_dens is not None and not is_dens(other):
+            continue
         where = "above" if other is upper else "below"
         tip = loc.dens_tip_lps_mm
         raise LocalisationError(
             f"C2 was not found: two dens-like bone islands in front of the canal, one "
             f"{gap:.0f} mm {where} the other with {soft:.0f} mm of soft tissue between them "
             f"(dens tip candidate at z {tip[2]:.0f} mm LPS, scores {run.score:.1f} and "
-            f"{other.score:.1f}); one of them is another level (the skull base, C1 or C3), and "
-            "the dens cues do not tell which.",
+            f"{other.score:.1f}), both with bone under the tip and the C1 ring around; one of "
+            "them is another level (the skull base, C1 or C3), and the dens cues do not tell "
+            "which.",
             "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra "
             "label map.", code="c2_not_found")
 
@@ -450,8 +507,8 @@ def _readings(frame: SpineFrame) -> list[SpineFrame]:
     return out
 
 
-def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
-                 ) -> tuple[Crop, list[DensRun], list[DensRun]]:
+def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray,
+                 fused: bool = False) -> tuple[Crop, list[DensRun], list[DensRun]]:
     """A 1 mm crop in ``frame`` around the upper canal, every dens-like run found in it, and
     the runs that may be the dens (best first).
 
@@ -460,7 +517,8 @@ def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
     encloses the canal around the dens base) or more than ``DENS_BELOW_CANAL_TOP_MM`` below it
     (a lower level: C3's body between its pedicles), or one more than ``MAX_DENS_OFF_MIDLINE_MM``
     sideways of the canal's centre (a lateral mass, a facet) is not (skull-base or C1 bone, another level,
-    or noise)."""
+    or noise). With ``fused`` the islands are also cut out of a C1 ring they are joined to
+    (:data:`c2net.locate.dens.FUSED_SEPARATIONS`)."""
     rot = frame.rotation
     top = track_pts[np.argmax(track_pts @ rot[:, 2])]
     u = (track_pts - top) @ rot
@@ -474,21 +532,27 @@ def _dens_search(image: sitk.Image, frame: SpineFrame, track_pts: np.ndarray
     # above the track's top keep its last centre; below its bottom leave it unknown
     centre_p = np.interp(ks, ci[order, 0], ci[order, 1], left=np.nan)
     centre_l = np.interp(ks, ci[order, 0], ci[order, 2], left=np.nan)
-    cues = slice_cues(crop.hu, centre_p, centre_l, crop.spacing_mm)
-    candidates = dens_runs(cues)
     canal_top_k = float(ci[:, 0].max())
     lowest = canal_top_k - DENS_BELOW_CANAL_TOP_MM / crop.spacing_mm
+    cues = slice_cues(crop.hu, centre_p, centre_l, crop.spacing_mm, fused=fused)
+    candidates = dens_runs(cues)
+    runs = _dens_like(crop, candidates, centre_l, lowest, canal_top_k)
+    for r in runs:
+        r.below_canal_top_mm = float((canal_top_k - r.k_lo) * crop.spacing_mm)
+    return crop, candidates, runs
+
+
+def _dens_like(crop: Crop, candidates: list[DensRun], centre_l: np.ndarray, lowest: float,
+               canal_top_k: float) -> list[DensRun]:
+    """The candidate runs that may be the dens (see :func:`_dens_search`)."""
     def off_midline(r: DensRun) -> float:
         ks_ = np.array([c.k for c in r.slices])
         lat = np.array([c.centre_pl[1] for c in r.slices])
         return float(np.nanmean(np.abs(lat - centre_l[ks_]))) * crop.spacing_mm
 
-    runs = [r for r in candidates if r.score >= MIN_DENS_SCORE
+    return [r for r in candidates if r.score >= MIN_DENS_SCORE
             and lowest <= r.k_lo <= canal_top_k and off_midline(r) <= MAX_DENS_OFF_MIDLINE_MM
             and not body_below(crop, r) < BODY_MIN_HU]
-    for r in runs:
-        r.below_canal_top_mm = float((canal_top_k - r.k_lo) * crop.spacing_mm)
-    return crop, candidates, runs
 
 
 def _run_axis(run: DensRun) -> np.ndarray:

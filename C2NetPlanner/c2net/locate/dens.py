@@ -69,12 +69,25 @@ class DensRun:
 #: dens are 1-3 mm wide, so partial volume can bridge them at a low threshold; erosion or a
 #: higher threshold opens them again.
 SEPARATIONS = ((250.0, 0), (250.0, 1), (450.0, 0), (250.0, 2), (450.0, 1))
+#: A dens fused to C1 in the image (a narrow joint space closed by partial volume on a
+#: resampled or oblique grid, or by degeneration): at the thresholds above the dens, the
+#: anterior arch and the lateral masses are one C1-sized ring around the canal, but the dens's
+#: cortex (700-1500 HU) still stands out of the joint spaces (250-500 HU) between them. These
+#: thresholds are tried only on slices where the bone in front of the canal at the first
+#: threshold is such a ring (:func:`c1_sized`), never on the skull base, whose bone runs on
+#: for more than C1's extent.
+FUSED_SEPARATIONS = ((650.0, 0), (650.0, 1))
+#: Outer extent (mm) of the C1 ring: ~75-90 mm across the transverse processes, ~45-50 mm
+#: from the anterior tubercle to the posterior arch (adult morphometry), with a margin.
+C1_MAX_WIDTH_MM, C1_MAX_DEPTH_MM = 95.0, 60.0
 
 
 def slice_cues(hu: np.ndarray, centre_p: np.ndarray, centre_l: np.ndarray,
-               spacing_mm: float = 1.0) -> list[SliceCue]:
+               spacing_mm: float = 1.0, fused: bool = False) -> list[SliceCue]:
     """Dens evidence on every slice ``k`` of ``hu[S, P, L]`` given the canal centre per slice
-    (``centre_p[k]``, ``centre_l[k]``, NaN where the canal is unknown)."""
+    (``centre_p[k]``, ``centre_l[k]``, NaN where the canal is unknown). With ``fused``, the
+    ``FUSED_SEPARATIONS`` are tried too (a dens joined to C1 in the image; the localiser does
+    so only when no dens was found without them)."""
     cues = [SliceCue(k=k) for k in range(hu.shape[0])]
     known = np.isfinite(centre_p) & np.isfinite(centre_l)
     if not np.any(known):
@@ -85,26 +98,31 @@ def slice_cues(hu: np.ndarray, centre_p: np.ndarray, centre_l: np.ndarray,
     structure2d[1] = ndimage.generate_binary_structure(2, 1)
     label_structure = np.zeros((3, 3, 3), bool)
     label_structure[1] = True
-    for threshold, erosion in SEPARATIONS:
+    ring = np.zeros(len(cues), bool)
+    for i, (threshold, erosion) in enumerate(SEPARATIONS + (FUSED_SEPARATIONS if fused else ())):
+        if i >= len(SEPARATIONS) and not ring.any():
+            break
         bone = sub > threshold
         if erosion:
             bone = ndimage.binary_erosion(bone, structure=structure2d, iterations=erosion)
         lab, _ = ndimage.label(bone, structure=label_structure)
         objects = ndimage.find_objects(lab)
         for k in range(k0, k1 + 1):
-            if cues[k].island or not known[k]:
+            if cues[k].island or not known[k] or (i >= len(SEPARATIONS) and not ring[k]):
                 continue
+            if i == 0 and fused:
+                ring[k] = c1_sized(lab[k - k0], objects, centre_p[k], centre_l[k], spacing_mm)
             _examine(cues[k], lab[k - k0], objects, centre_p[k], centre_l[k], spacing_mm, erosion)
     return cues
 
 
-def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float,
-             spacing_mm: float, erosion: int) -> None:
-    """Fill ``cue`` from one labelled slice when the bone in front of the canal is dens-like."""
+def _front_hit(lab: np.ndarray, pc: float, lc: float, spacing_mm: float):
+    """(P, L) of the bone voxel nearest in front of the canal centre, near its mid-line, or
+    None."""
     p_dim, l_dim = lab.shape
     pc, lc = int(round(pc)), int(round(lc))
     if not (0 <= pc < p_dim and 0 <= lc < l_dim):
-        return
+        return None
     reach = int(round(MAX_CANAL_TO_BONE_MM / spacing_mm))
     lo = max(0, pc - reach)
     best = None
@@ -117,6 +135,31 @@ def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float
             p_hit = lo + hits[-1]
             if best is None or p_hit > best[0]:
                 best = (p_hit, col)
+    return best
+
+
+def c1_sized(lab: np.ndarray, objects: list, pc: float, lc: float, spacing_mm: float) -> bool:
+    """Whether the bone in front of the canal on the labelled ``[P, L]`` slice is one piece of
+    C1's size that reaches behind the canal's centre (a ring around it) and stays inside the
+    crop: the C1 ring with the dens joined to it."""
+    hit = _front_hit(lab, pc, lc, spacing_mm)
+    if hit is None:
+        return False
+    sp_, sl_ = objects[lab[hit] - 1][-2:]  # (P, L) of a 2D or (S, P, L) of a 3D labelling
+    if sp_.start == 0 or sl_.start == 0 or sp_.stop == lab.shape[0] or sl_.stop == lab.shape[1]:
+        return False
+    width = (sl_.stop - sl_.start) * spacing_mm
+    depth = (sp_.stop - sp_.start) * spacing_mm
+    return (width <= C1_MAX_WIDTH_MM and depth <= C1_MAX_DEPTH_MM
+            and sp_.stop - 1 > pc + 8.0 / spacing_mm)
+
+
+def _examine(cue: SliceCue, lab: np.ndarray, objects: list, pc: float, lc: float,
+             spacing_mm: float, erosion: int) -> None:
+    """Fill ``cue`` from one labelled slice when the bone in front of the canal is dens-like."""
+    p_dim, l_dim = lab.shape
+    best = _front_hit(lab, pc, lc, spacing_mm)
+    pc = int(round(pc))
     if best is None:
         return
     label = lab[best[0], best[1]]

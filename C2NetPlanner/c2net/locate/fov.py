@@ -198,26 +198,45 @@ def check_c2_inside_image(image: sitk.Image, centre: np.ndarray, rotation: np.nd
 
 #: Wrong-level guard: above a dens tip lies soft tissue (the apical ligament), then at most the
 #: basion or C1's arch, a few mm of bone in the dens's column. A column that resumes within
-#: ``BODY_ABOVE_GAP_MM`` above the tip and stays bone for ``BODY_ABOVE_MM`` is a vertebral body
-#: above a disc: the run is a lower level's body (C3 under C2).
+#: ``BODY_ABOVE_GAP_MM`` above the tip after a disc (soft tissue: the column's mean below
+#: ``DISC_SOFT_HU`` on at least one slice; a disc is 3-8 mm thick and reads 50-120 HU even
+#: through the partial volume of 2 mm slices) and stays bone for ``BODY_ABOVE_MM`` is a
+#: vertebral body above a disc: the run is a lower level's body (C3 under C2). Bone that
+#: resumes with no soft slice between (the dens touching the basion or the C1 arch, partial
+#: volume of 200-450 HU between them) is no body above a disc.
 BODY_ABOVE_GAP_MM = 8.0
 BODY_ABOVE_MM = 10.0
+DISC_SOFT_HU = 150.0
+
+
+def _disc_mean_hu(crop: Crop, run: DensRun, k: int) -> float:
+    p, lat = _run_centre(run)
+    radius = max(1.5, 0.5 * float(np.median([c.width_mm for c in run.slices])) / crop.spacing_mm)
+    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
+    disc = (pp - p) ** 2 + (ll - lat) ** 2 <= radius ** 2
+    if not disc.any() or not 0 <= k < crop.hu.shape[0]:
+        return float("nan")
+    return float(crop.hu[k][disc].mean())
 
 
 def body_above(crop: Crop, run: DensRun, k_end: int) -> float:
     """Length (mm) of the longest stretch of mostly-bone dens-column slices that starts within
-    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` (0 when none)."""
+    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` after a soft slice (a disc; 0 when
+    none)."""
     sp = crop.spacing_mm
     k_top = column_range(crop, run)[1]
     best = 0.0
     k = k_end + 2
+    soft_seen = any(_disc_mean_hu(crop, run, j) < DISC_SOFT_HU for j in (k_end + 1,))
     while k <= min(k_top, k_end + int(round(BODY_ABOVE_GAP_MM / sp))):
         if dens_disc_bone(crop, run, k) >= 0.5:
             j = k
             while j + 1 <= k_top and dens_disc_bone(crop, run, j + 1) >= 0.5:
                 j += 1
-            best = max(best, (j - k + 1) * sp)
+            if soft_seen:
+                best = max(best, (j - k + 1) * sp)
             k = j + 1
         else:
+            soft_seen = soft_seen or _disc_mean_hu(crop, run, k) < DISC_SOFT_HU
             k += 1
     return best
