@@ -282,14 +282,16 @@ def _read_all(image: sitk.Image, frames: list[SpineFrame], frame: SpineFrame,
             if any(other is r for r in not_dens):
                 return False
             try:
-                _c2_from_dens(image, crop, used, other, runs, {}, null_progress)
+                _c2_from_dens(image, crop, used, other, runs, {}, null_progress,
+                              frame.rotation[:, 2])
             except LocalisationError as exc:
                 return exc.code != "c2_not_found"
             return True
 
         for run in runs:
             try:
-                loc = _c2_from_dens(image, crop, used, run, runs, seen, progress)
+                loc = _c2_from_dens(image, crop, used, run, runs, seen, progress,
+                                    frame.rotation[:, 2])
             except LocalisationError as exc:
                 if exc.code != "c2_not_found" and not answers:
                     raise        # C2 cut by the scan's edge: cut in any frame
@@ -582,9 +584,16 @@ def confidence(run: DensRun, runs: list[DensRun], disc_found: bool, frame: Spine
     return float(np.clip(value, 0.0, 1.0))
 
 
+#: When the slices a dens was read on are tilted from the spine axis (estimated from the
+#: canal) by more than this (degrees), C2's centre is stepped down along the spine axis, not
+#: along the dens run: 27 mm down, 10 degrees is 5 mm. Below it the canal's axis (fitted over
+#: C1-C4, a few degrees off C2's own axis in a lordotic neck) is no better than the run's.
+STEP_ALONG_SPINE_MIN_DEG = 10.0
+
+
 def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun,
-                  runs: list[DensRun], evidence: dict, progress: ProgressCallback
-                  ) -> C2Location:
+                  runs: list[DensRun], evidence: dict, progress: ProgressCallback,
+                  spine_up: np.ndarray | None = None) -> C2Location:
     sp = crop.spacing_mm
     k_bottom, k_top = column_range(crop, run)
     k_end = column_top(crop, run, k_top)
@@ -613,6 +622,15 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
             "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra label "
             "map.", code="c2_not_found")
     axis = _run_axis(run)
+    if spine_up is not None:
+        # C2 lies below its dens along the spine, not along the slices it was read on: read
+        # on the scanner's slices of a tilted spine, the run's slope is that of the spine
+        # only in part (a short run, its slope halved), so the step down follows the spine
+        # axis estimated from the canal, seen in the crop's [S, P, L] index space
+        v = (crop.rotation.T @ np.asarray(spine_up, float))[::-1]
+        v = v / np.linalg.norm(v)
+        if np.degrees(np.arccos(np.clip(v[0], -1.0, 1.0))) > STEP_ALONG_SPINE_MIN_DEG:
+            axis = v
     # posterior direction perpendicular to the axis
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
     post /= np.linalg.norm(post)
