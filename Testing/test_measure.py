@@ -98,6 +98,20 @@ def test_mask_touching_the_edge_is_refused():
         measure_pedicle(ct, mask, "left")
 
 
+def test_mask_stored_over_its_own_extent_is_not_cut_off():
+    """A .seg.nrrd keeps a segment over its own extent: the mask fills its grid to the edge,
+    but only the scan's edge can cut a pedicle off."""
+    tube = make_tube("left", mpd_mm=5.0, height_mm=8.0)
+    ct, mask = tube_ct(tube, spacing=(0.6, 0.6, 0.6), supersample=1, seed=2)
+    arr = sitk.GetArrayViewFromImage(mask) > 0
+    lo = [int(np.nonzero(arr.any(axis=tuple(b for b in range(3) if b != a)))[0][0]) for a in (2, 1, 0)]
+    hi = [int(np.nonzero(arr.any(axis=tuple(b for b in range(3) if b != a)))[0][-1]) for a in (2, 1, 0)]
+    tight = sitk.RegionOfInterest(mask, [h - q + 1 for q, h in zip(lo, hi)], lo)
+    ref = measure_pedicle(ct, mask, "left")
+    m = measure_pedicle(ct, tight, "left")
+    assert m.mpd_mm == pytest.approx(ref.mpd_mm, abs=0.05)
+
+
 def test_mask_on_soft_tissue_has_no_cortex():
     tube = make_tube("left", mpd_mm=5.0)
     ct, mask = tube_ct(tube, spacing=(1.0, 1.0, 1.0), supersample=1, hu=(40.0, 40.0, 40.0))

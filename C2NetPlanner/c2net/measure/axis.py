@@ -41,7 +41,12 @@ def crop_to_mask(mask: sitk.Image, margin: int = 2) -> sitk.Image:
     return sitk.RegionOfInterest(mask, size, index)
 
 
-def mask_points(mask: sitk.Image, label: str) -> np.ndarray:
+def mask_points(mask: sitk.Image, label: str, ct: sitk.Image = None) -> np.ndarray:
+    """LPS points (n, 3) of the mask's voxels.
+
+    A mask that reaches the edge of the scan may have its pedicle cut off and is refused. With
+    ``ct``, only the scan's edge counts: a mask file stored over its segment's own extent (a
+    Slicer .seg.nrrd) fills its grid to the edge without anything being cut off."""
     if mask.GetDimension() != 3:
         raise MeasurementError(f"The {label} mask is not a 3D image.",
                                hint="Give a 3D label map on the CT's patient space.")
@@ -54,7 +59,13 @@ def mask_points(mask: sitk.Image, label: str) -> np.ndarray:
             hint="Correct the segmentation of that side (for 'c2net measure', also check which "
                  "label values are the left and right pedicles).")
     shape = np.asarray(arr.shape)
-    if np.any(kji.min(axis=0) == 0) or np.any(kji.max(axis=0) == shape - 1):
+    on_edge = np.any((kji == 0) | (kji == shape - 1), axis=1)
+    if on_edge.any() and ct is not None:
+        # the mask's edge voxels that also lie on (within a voxel of) the scan's edge
+        idx = geometry.lps_to_index(ct, geometry.index_to_lps(mask, kji[on_edge][:, ::-1].astype(float)))
+        size = np.asarray(ct.GetSize(), float)
+        on_edge = np.any((idx < 0.5) | (idx > size - 1.5), axis=1)
+    if on_edge.any():
         raise MeasurementError(
             f"The {label} mask touches the edge of the scan: the pedicle may be cut off.",
             hint="Use a scan whose field of view contains the whole C2 vertebra.")

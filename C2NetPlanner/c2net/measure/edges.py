@@ -194,31 +194,66 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
         sub = np.arange(len(idx))
         bg = sm[sub, ib]
         inner_level = sm[sub, ia]
-        # trapezoid moments of (profile - bg) over [ia, ib] via cumulative sums
-        c0 = np.concatenate([np.zeros((len(idx), 1)), np.cumsum(P, axis=1)], axis=1)
-        c1 = np.concatenate([np.zeros((len(idx), 1)), np.cumsum(P * radii[None, :], axis=1)], axis=1)
-        cr = np.concatenate([[0.0], np.cumsum(radii)])
-        length = ib - ia + 1
-        s0 = c0[sub, ib + 1] - c0[sub, ia] - length * bg
-        s1 = (c1[sub, ib + 1] - c1[sub, ia]) - bg * (cr[ib + 1] - cr[ia])
-        e0 = (P[sub, ia] - bg) + (P[sub, ib] - bg)
-        e1 = (P[sub, ia] - bg) * radii[ia] + (P[sub, ib] - bg) * radii[ib]
-        m0 = (s0 - 0.5 * e0) * step
-        m1 = (s1 - 0.5 * e1) * step
         k = np.maximum(cortex_hu, pval[idx])
-        for q in range(len(idx)):
-            ro, ri = edges_from_moments(float(m0[q]), float(m1[q]), float(radii[ia[q]]),
-                                        float(inner_level[q] - bg[q]), float(k[q] - bg[q]))
-            # accept only a solution consistent with the image: inside the window, and
-            # within the blur-scale neighbourhood of the half-way edges
-            if (np.isfinite(ro) and np.isfinite(ri) and radii[ia[q]] < ri < ro < radii[ib[q]]
-                    and abs(ro - r_out_half[idx[q]]) < 1.5 and abs(ri - r_in_half[idx[q]]) < 1.5):
-                r_out[idx[q]] = ro
-                r_in[idx[q]] = ri
+        A, B = inner_level - bg, k - bg
+        m0 = _trap_moment(P, bg, ia, ib, np.ones_like(radii), step)
+        m1 = _trap_moment(P, bg, ia, ib, radii, step)
+        ro, ri = edges_from_moments_v(m0, m1, radii[ia], A, B)
+        # accept only a solution consistent with the image: inside the window, and within
+        # the blur-scale neighbourhood of the half-way edges
+        with np.errstate(invalid="ignore"):
+            acc = (np.isfinite(ro) & np.isfinite(ri) & (radii[ia] < ri) & (ri < ro) & (ro < radii[ib])
+                   & (np.abs(ro - r_out_half[idx]) < 1.5) & (np.abs(ri - r_in_half[idx]) < 1.5))
+        r_out[idx[acc]] = ro[acc]
+        r_in[idx[acc]] = ri[acc]
     return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
                     r_out_half=np.where(found, r_out_half, np.nan),
                     r_in_half=np.where(dip, r_in_half, np.nan),
                     r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan))
+
+
+def _trap_moment(P: np.ndarray, bg: np.ndarray, ia: np.ndarray, ib: np.ndarray, weight: np.ndarray,
+                 step: float) -> np.ndarray:
+    """Trapezoid integral of (P - bg) * weight(r) from index ia to ib per row."""
+    n = P.shape[0]
+    sub = np.arange(n)
+    cw = np.concatenate([np.zeros((n, 1)), np.cumsum(P * weight[None, :], axis=1)], axis=1)
+    cwr = np.concatenate([[0.0], np.cumsum(weight)])
+    s_ = (cw[sub, ib + 1] - cw[sub, ia]) - bg * (cwr[ib + 1] - cwr[ia])
+    e_ = (P[sub, ia] - bg) * weight[ia] + (P[sub, ib] - bg) * weight[ib]
+    return (s_ - 0.5 * e_) * step
+
+
+def edges_from_moments_v(m0, m1, a, inner, cortex) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`edges_from_moments` for arrays (one solution per element; NaN where none)."""
+    m0, m1, a, A, B = (np.asarray(x, float) for x in np.broadcast_arrays(m0, m1, a, inner, cortex))
+    with np.errstate(all="ignore"):
+        good = (B > 0) & ((B - A) / np.where(B > 0, B, 1.0) >= 0.1)
+        Bs = np.where(B > 0, B, 1.0)
+        p = (m0 + A * a) / Bs
+        alpha = A * (A - B) / Bs
+        beta = 2.0 * p * (B - A)
+        gamma = -A * a * a + B * p * p - 2.0 * m1
+        lin = np.abs(alpha) < 1e-9
+        # linear case
+        xl = np.where(np.abs(beta) >= 1e-12, -gamma / np.where(np.abs(beta) >= 1e-12, beta, 1.0), np.nan)
+        disc = beta * beta - 4 * alpha * gamma
+        sq = np.sqrt(np.where(disc >= 0, disc, np.nan))
+        den = np.where(lin, 1.0, 2 * alpha)
+        x1, x2 = (-beta + sq) / den, (-beta - sq) / den
+        ro = np.full(m0.shape, np.nan)
+        ri = np.full(m0.shape, np.nan)
+        # the scalar version keeps the last valid root: x2 over x1
+        for x in (x1, x2):
+            d = p - (A / Bs) * x
+            ok = ~lin & np.isfinite(x) & (x >= a - 1e-6) & (d >= 0)
+            ro = np.where(ok, x + d, ro)
+            ri = np.where(ok, x, ri)
+        dl = p - (A / Bs) * xl
+        okl = lin & np.isfinite(xl) & (xl >= a - 1e-6) & (dl >= 0)
+        ro = np.where(okl, xl + dl, ro)
+        ri = np.where(okl, xl, ri)
+    return np.where(good, ro, np.nan), np.where(good, ri, np.nan)
 
 
 def cortical_density(peaks_hu: np.ndarray) -> float:
@@ -279,6 +314,20 @@ def _Phi(x):
     return ndtr(x)
 
 
+def grid_variance(direction: np.ndarray, spacing: np.ndarray, dirs3: np.ndarray) -> np.ndarray:
+    """Variance (mm^2) that the voxel grid adds to the blur along each direction of ``dirs3``.
+
+    A voxel holds the object averaged over its box (variance s^2 / 12 along each grid axis)
+    and is read back with (tri)linear interpolation (a triangle, variance s^2 / 6): s^2 / 4
+    per grid axis. ``direction`` (3x3, columns = the index axes in LPS) and ``spacing`` (3,)
+    are the scan's; a 2 mm slice therefore blurs a ray along it by 1 mm (sigma) more than
+    the in-plane rays, whatever the reconstruction kernel adds on top."""
+    d = np.asarray(direction, float).reshape(3, 3)
+    s2 = np.asarray(spacing, float) ** 2 / 4.0
+    proj = np.asarray(dirs3, float) @ d          # components along the index axes
+    return (proj * proj) @ s2
+
+
 def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                      bg: np.ndarray, init: np.ndarray, free=(True, True, True, True, True),
                      n_iter: int = 25) -> Tuple[np.ndarray, np.ndarray]:
@@ -288,13 +337,14 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
 
     over ``lo <= r <= hi`` with the outside level B = ``bg`` fixed. ``init`` (n, 5) holds
     (C, r_i, r_o, K, s); ``free`` says which are fitted (Levenberg-Marquardt, all rays at
-    once). Returns (params (n, 5), rms residual (n,))."""
+    once). ``radii`` is one grid (S,) or one per ray (n, S). Returns (params (n, 5), rms
+    residual (n,))."""
     n, S = prof.shape
     th = init.astype(np.float64).copy()
-    w = ((radii[None, :] >= lo[:, None]) & (radii[None, :] <= hi[:, None])).astype(np.float64)
+    r = radii[None, :] if radii.ndim == 1 else radii
+    w = ((r >= lo[:, None]) & (r <= hi[:, None])).astype(np.float64)
     fixed = ~np.asarray(free, bool)
     lam = np.full(n, 1e-2)
-    r = radii[None, :]
 
     def model(t):
         C, ri, ro, K, sg = (t[:, q:q + 1] for q in range(5))
@@ -329,13 +379,30 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
     return th, rms
 
 
+#: The density is read on the rays blurred least: within this factor of the smallest blur.
+SHARP_RAY_FACTOR = 1.15
+#: Least rays for a fitted scan property.
+MIN_FIT_RAYS = 10
+
+
 def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_rays: int = 600,
-                          ) -> Tuple[float, float]:
-    """(blur sigma mm, cortical density HU) of the scan, from the full model fitted to the
-    canal rays' profiles (both are properties of the scan, shared by all its rays; the median
-    over many rays is robust to the ones the model fits poorly)."""
+                          grid_var: np.ndarray = None) -> Tuple[float, float]:
+    """(blur sigma mm, cortical density HU) of the scan, from the blurred step-cortex model
+    fitted to the canal rays' profiles (both are properties of the scan, shared by all its
+    rays; medians over many rays are robust to the ones the model fits poorly).
+
+    With ``grid_var`` (per ray of ``prof``: the variance the voxel grid adds along the ray,
+    :func:`grid_variance`) the blur is modelled as the scan's point-spread function: an
+    isotropic reconstruction blur sigma_k plus the grid's anisotropic part, so each ray's
+    blur is sqrt(sigma_k^2 + grid_var). sigma_k is the median of the freely fitted blurs less
+    their grid part over the rays the grid blurs least; the model is then refitted with each
+    ray's blur fixed, and the density is read on the rays blurred least (across thick slices,
+    not along them): a cortex seen through more blur spreads into a low, wide bump whose
+    height no longer tells its density, and a fit with a free blur there trades density for
+    thickness and reads low.
+    The returned sigma is sigma_k."""
     idx = np.nonzero(e.dip)[0]
-    if idx.size < 20:
+    if idx.size < 2 * MIN_FIT_RAYS:
         return float("nan"), float("nan")
     if idx.size > max_rays:
         idx = idx[np.linspace(0, idx.size - 1, max_rays).astype(int)]
@@ -343,13 +410,50 @@ def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_
     lo = np.maximum(0.0, ri - MOMENT_INSIDE_MM)
     hi = ro + MOMENT_OUTSIDE_MAX_MM
     bg = e.outside_hu[idx]
-    ps = prof[idx]
-    C0 = np.array([np.median(ps[q][(radii >= lo[q]) & (radii <= max(lo[q], ri[q] - 0.3))]) if ri[q] - 0.3 > lo[q]
-                   else ps[q][0] for q in range(len(idx))])
+    # each ray's fit window only: a fixed-length slice of its profile
+    step = float(radii[1] - radii[0])
+    i0 = np.clip(np.floor(lo / step).astype(int), 0, radii.size - 1)
+    n_win = int(min(radii.size, np.ceil((hi - lo).max() / step) + 2))
+    i0 = np.minimum(i0, radii.size - n_win)
+    cols = i0[:, None] + np.arange(n_win)[None, :]
+    ps = prof[idx[:, None], cols]
+    rr = radii[cols]
+    inner = (rr >= lo[:, None]) & (rr <= np.maximum(lo, ri - 0.3)[:, None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        C0 = np.nanmedian(np.where(inner, ps, np.nan), axis=1)
+    C0 = np.where((ri - 0.3 > lo) & np.isfinite(C0), C0, ps[:, 0])
     init = np.stack([C0, ri, ro, e.peak_hu[idx], np.full(len(idx), 0.5)], axis=1)
-    th, rms = fit_cortex_model(ps, radii, lo, hi, bg, init)
-    ok = (th[:, 1] < th[:, 2]) & (th[:, 3] > th[:, 0]) & (th[:, 4] > 0.06) & (th[:, 4] < 2.9) & \
-         (th[:, 2] - th[:, 1] < 4.0) & (th[:, 1] > lo)
-    if ok.sum() < 10:
+    th, rms = fit_cortex_model(ps, rr, lo, hi, bg, init)
+
+    def valid(t):
+        return (t[:, 1] < t[:, 2]) & (t[:, 3] > t[:, 0]) & (t[:, 4] > 0.06) & (t[:, 4] < 2.9) & \
+            (t[:, 2] - t[:, 1] < 4.0) & (t[:, 1] > lo)
+
+    ok = valid(th)
+    if ok.sum() < MIN_FIT_RAYS:
         return float("nan"), float("nan")
-    return float(np.median(th[ok, 4])), float(np.median(th[ok, 3]))
+    if grid_var is None:
+        return float(np.median(th[ok, 4])), float(np.median(th[ok, 3]))
+    g = np.asarray(grid_var, float)[idx]
+    # the blur along each ray is sigma_k^2 + grid_var; sigma_k from the freely fitted blurs of
+    # the rays the grid blurs least (across the slices): along thick slices the free fit
+    # trades blur for cortical thickness and reads the blur low
+    sg, s2 = g[ok], th[ok, 4] ** 2
+    least = sg <= SHARP_RAY_FACTOR ** 2 * float(np.min(sg)) + 1e-9
+    sig_k = float(np.sqrt(max(np.median(s2[least] - sg[least]), 0.0)))
+    s_ray = np.sqrt(sig_k ** 2 + g)
+    init2 = th.copy()
+    init2[:, 4] = s_ray
+    init2[~ok] = init[~ok]
+    init2[~ok, 4] = s_ray[~ok]
+    th2, _ = fit_cortex_model(ps, rr, lo, hi, bg, init2, free=(True, True, True, True, False))
+    ok2 = valid(th2)
+    if ok2.sum() < MIN_FIT_RAYS:
+        return sig_k, float(np.median(th[ok, 3]))
+    # the sharpest-seen rays (across the slices, not along them) resolve the cortex best; the
+    # choice is made on the blur alone, never on a fitted thickness (which errs with the density)
+    sharp = ok2 & (s_ray <= SHARP_RAY_FACTOR * float(np.min(s_ray[ok2])))
+    if sharp.sum() >= MIN_FIT_RAYS:
+        return sig_k, float(np.median(th2[sharp, 3]))
+    return sig_k, float(np.median(th2[ok2, 3]))

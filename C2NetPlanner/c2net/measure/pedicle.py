@@ -214,7 +214,7 @@ def measure_both(ct: sitk.Image, labels: Optional[sitk.Image] = None, left_label
 def _measure_mask(ct, mask, side, step_mm, progress):
     label = f"{side} C2 pedicle"
     mask = crop_to_mask(mask)
-    pts = mask_points(mask, label)
+    pts = mask_points(mask, label, ct)
     axis, centroid = pedicle_axis_from_mask(pts, label)
     t_vals = (pts - centroid) @ axis
     t_lo, t_hi = np.percentile(t_vals, [2, 98])
@@ -250,7 +250,11 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
     flat = prof.reshape(-1, prof.shape[-1])
     if cortex_hu is None:
         e0 = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, np.inf)   # edges without moments
-        cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0)[1]
+        # the scan's point-spread function along each ray: the voxel grid's part is known
+        dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v
+        gvar = _edges.grid_variance(np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing()),
+                                    dirs3)
+        cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0, grid_var=np.tile(gvar, len(centres)))[1]
         if not np.isfinite(cortex_hu):
             cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
     e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
