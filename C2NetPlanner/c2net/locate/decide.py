@@ -12,20 +12,27 @@ Method (automatic):
    slice along the spine, for the dens: a small round bone island in front of the canal
    (:mod:`c2net.locate.dens`) with the C1 anterior arch in front of it and the lateral masses
    beside it (:mod:`c2net.locate.ring`). The best-scoring upright run is the dens; a run
-   scoring below ``MIN_DENS_SCORE`` is no evidence of one.
+   scoring below ``MIN_DENS_SCORE`` is no evidence of one. Only when no reading finds a dens
+   island are the readings made again with the dens cut out of a C1-sized ring it is joined
+   to in the image (joint spaces closed by partial volume; a higher bone threshold, a
+   warning and ``FUSED_CONFIDENCE_PENALTY`` off the confidence).
 5. The tip: the top of the bone column above the run, plus 1.5 mm (the upper dens touching the
    C1 arch or the skull base is no island); a column going on > 10 mm is no tip
    (:mod:`c2net.locate.fov`).
 6. Walk down the anterior column to the C2/C3 disc (:mod:`c2net.locate.disc`). C2's centroid
    lies about 27 mm below the tip along the spine and 11.5 mm behind the dens axis (adult
-   morphometry); it is re-centred sideways on the bone of a slab at that level.
+   morphometry; stepped along the canal's axis when the slices read are tilted from it by
+   more than ``STEP_ALONG_SPINE_MIN_DEG``); it is re-centred sideways on the bone of a slab
+   at that level.
 7. Wrong-level guard: an answer must show the C1 ring around the dens (arch or lateral masses
    on at least ``MIN_RING_SLICES`` slices) and, when the disc is seen, a C2 height in the adult
    range; otherwise the island may be C3's body or C1 bone and the localiser refuses
-   (``c2_not_found``) instead of answering another level. Two more checks refuse when the
-   level is ambiguous: a second dens-like run a level above or below the answer's, separated
-   from it by soft tissue and scoring comparably (:func:`check_one_level`: the basion, C1 or
-   C3 against the dens), and readings in different frames (spine frame, scanner slices turned
+   (``c2_not_found``) instead of answering another level; a vertebral body above the
+   candidate after a disc (:func:`c2net.locate.fov.body_above`) makes it a lower level. Two
+   more checks refuse when the level is ambiguous: a second dens-like run a level above or
+   below the answer's, separated from it by soft tissue, scoring comparably and passing the
+   dens cues itself (:func:`check_one_level`: the basion, C1 or C3 against the dens), and
+   readings in different frames (spine frame, scanner slices turned
    to the spine, scanner axes) whose dens tips lie more than ``READINGS_AGREE_MM`` apart
    (:func:`agreed_answer`). The scanner's axes are read only for a spine within
    ``AXIAL_READ_MAX_TILT_DEG`` of them.
