@@ -2,13 +2,18 @@
 the body, between the canal (medial) and the foramen transversarium (lateral).
 
 A screw through the isthmus is a straight line that stays inside bone from the pillar to the
-body; the isthmus is the constriction along it. So, per side, the tube is found as the line
-segment of maximum clearance: over candidate centres ``p`` next to the canal wall and axis
-directions ``d`` within the range C2 pedicles take (medial 5-45 deg, cranial 0-45 deg, the
-vertebra's own frame being close to the scan's after localisation), the score is the least
-distance to non-bone (canal, foramen, soft tissue: the Euclidean distance transform of the
-inside-bone mask) along ``p + s d``, ``|s| <= SEGMENT_HALF_MM``. The best segment's
-constriction is the isthmus; its clearance is the radius of the largest screw that fits.
+body; the isthmus is the constriction along it, the waist between the wider pillar behind and
+the wider body in front. So, per side, the tube is found as the line segment through a waist of
+maximum clearance: over candidate centres ``p`` next to the canal wall and axis directions
+``d`` within the range C2 pedicles take (medial 10-40 deg, cranial 5-45 deg, the vertebra's own
+frame being close to the scan's after localisation), the clearance along ``p + s d``,
+``|s| <= SEGMENT_HALF_MM``, is read from the Euclidean distance transform of the inside-bone
+mask (distance to canal, foramen, soft tissue), and a segment scores its least clearance when
+it widens by ``WAIST_RISE_MM`` at both ends (:func:`waist_score`). Scored by least clearance
+alone, a segment lying in the body next to a narrow isthmus beats the isthmus itself and puts
+the "constriction" at its own end (5 mm median from the true isthmus on phantoms). The best
+segment's constriction is the isthmus; its clearance is the radius of the largest screw that
+fits.
 
 Candidate centres: inside bone, 1-8 mm from the canal (the pedicle forms the canal's
 anterolateral wall), on the side's half lateral of the canal centre, no further back than
@@ -61,6 +66,11 @@ MIN_CLEARANCE_MM = 0.75
 MASK_MARGIN_MM = 2.0
 TUBE_RADIUS_MM = 4.5
 MASK_HALF_LENGTH_MM = 6.5
+#: A corridor through the isthmus widens by at least this much (mm) at both ends of its segment.
+WAIST_RISE_MM = 0.5
+WAIST_RISE_WEIGHT = 0.25
+WAIST_RISE_CAP_MM = 2.0
+NO_WAIST_PENALTY_MM = 100.0
 
 
 @dataclass
@@ -100,6 +110,27 @@ def _segment_clearance(clear: np.ndarray, centres: np.ndarray, dirs: np.ndarray,
                                    cval=0.0).reshape(pts.shape[:2])
 
 
+def waist_score(line: np.ndarray) -> np.ndarray:
+    """Per segment (rows of ``line``: clearance along it) a score: the least clearance when the
+    segment runs through a waist, plus a little for how clearly it widens both ways; else the
+    least clearance less :data:`NO_WAIST_PENALTY_MM` (ranked after every waist, kept for a
+    pedicle whose clearance nowhere narrows).
+
+    A waist: the clearance at both ends of the segment exceeds its least value by at least
+    ``WAIST_RISE_MM``. The pedicle joins the wider pillar to the wider body, so a segment across
+    the isthmus widens both ways; a segment lying in the body or the pillar alone, whose least
+    clearance sits at the end that approaches the isthmus, is not the pedicle's corridor (and
+    scored by its least clearance alone it would win over the real, narrower one). Where two
+    waists are about as wide (a thin ring has several), the more pronounced constriction -
+    wide bone on both sides - is the isthmus: ``WAIST_RISE_WEIGHT`` mm of score per mm of
+    widening, up to ``WAIST_RISE_CAP_MM``.
+    """
+    least = line.min(axis=1)
+    rise = np.minimum(line[:, 0], line[:, -1]) - least
+    bonus = WAIST_RISE_WEIGHT * np.minimum(rise, WAIST_RISE_CAP_MM)
+    return np.where(rise >= WAIST_RISE_MM, least + bonus, least - NO_WAIST_PENALTY_MM)
+
+
 def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
                       canal_dist: np.ndarray, side: str) -> np.ndarray:
     """(N, 3) integer (S, P, L) indices where the isthmus centre may lie."""
@@ -135,15 +166,15 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     angles = np.stack([mg.ravel(), cg.ravel()], axis=1)
     dirs = directions(side, angles[:, 0], angles[:, 1])
     n, m = len(cand), len(dirs)
-    coarse = _segment_clearance(clear, np.repeat(cand, m, 0).astype(float),
-                                np.tile(dirs, (n, 1)), s, order=0).min(axis=1)
+    coarse = waist_score(_segment_clearance(clear, np.repeat(cand, m, 0).astype(float),
+                                            np.tile(dirs, (n, 1)), s, order=1))
     top = np.argsort(coarse)[::-1][:N_REFINED]
     # fine: around the best segments, 2.5 deg and the 6 neighbouring voxels, trilinear clearance
     fine = np.arange(-COARSE_STEP_DEG, COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
     shifts = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     geo = canal.per_slice()
     sgn = 1.0 if side == "left" else -1.0
-    best = (-1.0, None, None, None, None)
+    best = (-np.inf, None, None, None, None)
     for t in top:
         p0, a0 = cand[t // m].astype(float), angles[t % m]
         fm, fc = np.meshgrid(a0[0] + fine, a0[1] + fine, indexing="ij")
@@ -157,18 +188,23 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
         cc = np.repeat(cs, len(fd), 0)
         dd = np.tile(fd, (len(cs), 1))
         line = _segment_clearance(clear, cc, dd, s, order=1)
-        sc = line.min(axis=1)
+        sc = waist_score(line)
         jm = np.argmin(line, axis=1)
         qs = cc + s[jm][:, None] * dd
         cd = ndimage.map_coordinates(canal_dist, qs.T, order=1, mode="nearest")
         g = geo[np.clip(np.rint(qs[:, 0]).astype(int), 0, len(geo) - 1)]
         lateral = sgn * (qs[:, 2] - g[:, 2 - 1]) >= np.maximum(MIN_LATERAL_MM,
                                                                MIN_LATERAL_SHARE * g[:, 2])
-        sc = np.where((cd - sc <= CANAL_WALL_MM) & lateral, sc, -1.0)
+        sc = np.where((cd - sc <= CANAL_WALL_MM) & lateral, sc, -2 * NO_WAIST_PENALTY_MM)
         i = int(np.argmax(sc))
         if sc[i] > best[0]:
             best = (float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
     score, p, d, line, ang = best
+    waist = score > -NO_WAIST_PENALTY_MM / 2
+    if p is not None and score <= -1.5 * NO_WAIST_PENALTY_MM:
+        p = None                       # only corridors away from the canal wall: none
+    elif p is not None:
+        score = float(line.min())      # the corridor's clearance (the score's bonus aside)
     if p is None or score < MIN_CLEARANCE_MM:
         return None
     # the constriction along the best segment (sub-mm: parabola through the least sample)
@@ -184,6 +220,7 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     return Tube(side=side, isthmus_kji=q, axis_kji=d, clearance_mm=score, mask=mask,
                 medial_deg=float(ang[0]), cranial_deg=float(ang[1]),
                 evidence={"candidates": int(len(cand)), "clearance_mm": round(score, 2),
+                          "waist": bool(waist),
                           "foramen_slices": foramen.n_slices})
 
 
