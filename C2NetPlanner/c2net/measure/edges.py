@@ -381,12 +381,24 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
 
 #: The density is read on the rays blurred least: within this factor of the smallest blur.
 SHARP_RAY_FACTOR = 1.15
+#: Rays are taken to cross their wall at most this obliquely (cos of the angle to its normal).
+MIN_RAY_COS = 0.5
 #: Least rays for a fitted scan property.
 MIN_FIT_RAYS = 10
 
 
+def obliquity(r_out: np.ndarray, n_rays: int) -> np.ndarray:
+    """cos of the angle between each ray and the normal of its section's outline r(theta)
+    (flattened, ``n_rays`` consecutive rays per section; NaN where the outline is not known).
+    A ray crossing a wall at angle a sees its blur and its thickness stretched by 1 / cos a."""
+    r = np.asarray(r_out, float).reshape(-1, n_rays)
+    dth = 2 * np.pi / n_rays
+    dr = (np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1)) / (2 * dth)
+    return (r / np.sqrt(r * r + dr * dr)).reshape(-1)
+
+
 def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_rays: int = 600,
-                          grid_var: np.ndarray = None) -> Tuple[float, float]:
+                          grid_var: np.ndarray = None, n_rays: int = None) -> Tuple[float, float]:
     """(blur sigma mm, cortical density HU) of the scan, from the blurred step-cortex model
     fitted to the canal rays' profiles (both are properties of the scan, shared by all its
     rays; medians over many rays are robust to the ones the model fits poorly).
@@ -436,13 +448,18 @@ def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_
     if grid_var is None:
         return float(np.median(th[ok, 4])), float(np.median(th[ok, 3]))
     g = np.asarray(grid_var, float)[idx]
-    # the blur along each ray is sigma_k^2 + grid_var; sigma_k from the freely fitted blurs of
-    # the rays the grid blurs least (across the slices): along thick slices the free fit
-    # trades blur for cortical thickness and reads the blur low
-    sg, s2 = g[ok], th[ok, 4] ** 2
+    # a ray crossing its wall obliquely sees the blur stretched by 1 / cos a
+    cos_a = np.ones(len(idx))
+    if n_rays:
+        cos_a = obliquity(e.r_out_half, n_rays)[idx]
+        cos_a = np.where(np.isfinite(cos_a), np.clip(cos_a, MIN_RAY_COS, 1.0), MIN_RAY_COS)
+    # the blur normal to the wall is sigma_k^2 + grid_var; sigma_k from the freely fitted
+    # blurs of the rays the grid blurs least (across the slices): along thick slices the free
+    # fit trades blur for cortical thickness and reads the blur low
+    sg, s2 = g[ok], (th[ok, 4] * cos_a[ok]) ** 2
     least = sg <= SHARP_RAY_FACTOR ** 2 * float(np.min(sg)) + 1e-9
     sig_k = float(np.sqrt(max(np.median(s2[least] - sg[least]), 0.0)))
-    s_ray = np.sqrt(sig_k ** 2 + g)
+    s_ray = np.sqrt(sig_k ** 2 + g) / cos_a
     init2 = th.copy()
     init2[:, 4] = s_ray
     init2[~ok] = init[~ok]
