@@ -9,13 +9,14 @@ Cases (each run in its own child process, so ``ru_maxrss`` is that run's peak re
   the file;
 * ``phantom 1 mm``: the same anatomy at 1 mm isotropic;
 * ``--real``: the Visible Human Male head-and-neck DICOM series (512 x 512 x 245) from
-  ``../shared/data/real`` when present, localised automatically. The shipped U-Net finds
-  no pedicle there, so that run stops with ``segmentation_failed``; its times up to that point
-  are printed.
+  ``../shared/data/real`` when present, localised automatically.
 
-Printed: the stage times reported by the pipeline (median over ``--repeats``), the whole
-command's wall time and its peak memory, for ONNX Runtime (the product) and for the same
-pipeline with torch eager networks carrying the same weights (the ratio of the network stages). Stage times come from ``report.json`` (timings_s).
+Printed per case: the stage times reported by the pipeline (median over ``--repeats``; from
+``timings_s``), the in-process :func:`c2net.assess.assess` wall time to a written report
+(what Slicer calls), the ``c2net assess`` command's wall time as a user runs it (start-up,
+every report file included; ``--quiet``) and the peak resident memory of each, for ONNX
+Runtime (the product) and for the same pipeline with torch eager networks carrying the same
+weights (the ratio of the network stages).
 Machines here are shared; compare ratios, not absolute numbers. Research use only - not a
 medical device.
 """
@@ -34,7 +35,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-STAGES = ("load", "locate", "segment", "measure", "classify", "explain", "report", "total")
+STAGES = ("load", "locate", "segment", "segmentation_check", "measure", "classify", "explain",
+          "report", "total")
+SHORT = {"segmentation_check": "check"}
 
 
 #: Child-process code that swaps the ONNX Runtime sessions of the (cached) models for torch
@@ -96,6 +99,23 @@ def _child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cli(path: Path, out: Path, threads: int, seed=None) -> dict:
+    """``c2net assess`` as a user runs it, in a child: wall time and the command's peak RSS."""
+    exe = Path(sys.executable).with_name("c2net")
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "c2net"]) + [
+        "assess", str(path), "--out", str(out), "--overwrite", "--quiet", "--threads",
+        str(threads)] + ([] if seed is None else ["--seed", *map(str, seed)])
+    code = ("import json, resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "p = subprocess.run(json.loads(sys.argv[1]), capture_output=True)\n"
+            "w = time.perf_counter() - t\n"
+            "print(json.dumps({'rc': p.returncode, 'wall_s': w, 'peak_mb': "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}))\n")
+    out_ = subprocess.run([sys.executable, "-c", code, json.dumps(cmd)], capture_output=True,
+                          text=True)
+    return json.loads(out_.stdout.strip().splitlines()[-1])
+
+
 def _phantom(tmp: Path, spacing, name: str, size=None) -> Path:
     """A neck phantom; with ``size`` its grid is padded with air to that many voxels (a
     scanner's reconstruction field of view is wider than the neck)."""
@@ -154,8 +174,8 @@ def main() -> int:
                 cases.append(("VHM DICOM", vhm, None))
         print(f"c2net assess, ONNX Runtime CPU, {args.threads} threads, median of "
               f"{args.repeats} runs (seconds; peak = resident memory of the whole run)")
-        head = f"{'case':<24}{'input':<34}" + "".join(f"{s:>9}" for s in STAGES) + \
-            f"{'wall':>8}{'peak MB':>9}"
+        head = f"{'case':<24}{'input':<34}" + "".join(
+            f"{SHORT.get(s, s):>9}" for s in STAGES) + f"{'assess()':>9}{'peak MB':>9}"
         print(head)
         backends = ["onnxruntime"] + ([] if args.no_torch else ["torch"])
         for name, path, seed in cases:
@@ -176,7 +196,15 @@ def main() -> int:
                 wall = float(np.median([r["wall_s"] for r in ok]))
                 peak = float(np.max([r["peak_mb"] for r in ok]))
                 print(f"{label:<24}{size:<34}" + "".join(f"{med[s]:>9.2f}" for s in STAGES)
-                      + f"{wall:>8.1f}{peak:>9.0f}   status {ok[0]['status']}")
+                      + f"{wall:>9.2f}{peak:>9.0f}   status {ok[0]['status']}")
+            cli = [_cli(path, tmp / "out_cli", args.threads, seed) for _ in range(args.repeats)]
+            ok = [r for r in cli if r["rc"] == 0]
+            if ok:
+                print(f"{name + ' [c2net assess]':<24}{size:<34}"
+                      f"command wall {float(np.median([r['wall_s'] for r in ok])):.2f} s "
+                      f"(median of {len(ok)}), peak {max(r['peak_mb'] for r in ok):.0f} MB")
+            else:
+                print(f"{name + ' [c2net assess]':<24}{size:<34}failed: exit {cli[0]['rc']}")
             if len(inference) == 2:
                 print(f"{'':<24}network stages (segment+classify+explain): torch eager / ORT = "
                       f"{inference['torch'] / inference['onnxruntime']:.2f}x")
