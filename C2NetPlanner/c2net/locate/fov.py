@@ -116,7 +116,8 @@ def dens_cut_at_top(crop: Crop, run: DensRun, k_top: int) -> bool:
 
 
 def column_top(crop: Crop, run: DensRun, k_top: int) -> int:
-    """The last slice, at or above the run's top, whose dens disc is still mostly bone.
+    """The last slice, at or above the run's top, whose dens disc is still mostly bone (a single
+    slice below half bone between bone slices does not end the column).
 
     Raises ``c2_not_found`` when bone goes on further than ``MAX_TIP_EXTENSION_MM`` inside
     the scan: the run is then part of a longer column (a vertebral body below a dens that the
@@ -125,7 +126,9 @@ def column_top(crop: Crop, run: DensRun, k_top: int) -> int:
     k_end = run.k_hi
     for k in range(run.k_hi + 1, min(k_top, reach + 1) + 1):
         if dens_disc_bone(crop, run, k) < 0.5:
-            return k_end
+            if k + 1 > min(k_top, reach + 1) or dens_disc_bone(crop, run, k + 1) < 0.5:
+                return k_end
+            continue     # one slice (noise, a cartilage line) does not end the column
         k_end = k
     if k_end > reach:
         z = crop.index_to_lps(np.array([run.k_hi, *_run_centre(run)]))[2]
@@ -197,46 +200,32 @@ def check_c2_inside_image(image: sitk.Image, centre: np.ndarray, rotation: np.nd
 
 
 #: Wrong-level guard: above a dens tip lies soft tissue (the apical ligament), then at most the
-#: basion or C1's arch, a few mm of bone in the dens's column. A column that resumes within
-#: ``BODY_ABOVE_GAP_MM`` above the tip after a disc (soft tissue: the column's mean below
-#: ``DISC_SOFT_HU`` on at least one slice; a disc is 3-8 mm thick and reads 50-120 HU even
-#: through the partial volume of 2 mm slices) and stays bone for ``BODY_ABOVE_MM`` is a
-#: vertebral body above a disc: the run is a lower level's body (C3 under C2). Bone that
-#: resumes with no soft slice between (the dens touching the basion or the C1 arch, partial
-#: volume of 200-450 HU between them) is no body above a disc.
+#: basion or C1's arch, a few mm (up to ~10 mm) of bone in the dens's column. A column that
+#: resumes within ``BODY_ABOVE_GAP_MM`` above the tip and stays bone for ``BODY_ABOVE_MM`` - the
+#: height of the smallest adult cervical body (12-16 mm; C2's body and dens 35-45 mm) - or up
+#: to the scan's top edge (a cut body, of unknown height) is a vertebral body above a disc: the
+#: run is a lower level's body (C3 under C2). The disc cannot be told from the dens touching
+#: the basion by its density: on blurred scans both read 200-450 HU in the column.
 BODY_ABOVE_GAP_MM = 8.0
-BODY_ABOVE_MM = 10.0
-DISC_SOFT_HU = 150.0
-
-
-def _disc_mean_hu(crop: Crop, run: DensRun, k: int) -> float:
-    p, lat = _run_centre(run)
-    radius = max(1.5, 0.5 * float(np.median([c.width_mm for c in run.slices])) / crop.spacing_mm)
-    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
-    disc = (pp - p) ** 2 + (ll - lat) ** 2 <= radius ** 2
-    if not disc.any() or not 0 <= k < crop.hu.shape[0]:
-        return float("nan")
-    return float(crop.hu[k][disc].mean())
+BODY_ABOVE_MM = 12.0
 
 
 def body_above(crop: Crop, run: DensRun, k_end: int) -> float:
     """Length (mm) of the longest stretch of mostly-bone dens-column slices that starts within
-    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` after a soft slice (a disc; 0 when
-    none)."""
+    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` (0 when none); a stretch that runs
+    into the scan's top counts as ``BODY_ABOVE_MM`` at least."""
     sp = crop.spacing_mm
     k_top = column_range(crop, run)[1]
     best = 0.0
     k = k_end + 2
-    soft_seen = any(_disc_mean_hu(crop, run, j) < DISC_SOFT_HU for j in (k_end + 1,))
     while k <= min(k_top, k_end + int(round(BODY_ABOVE_GAP_MM / sp))):
         if dens_disc_bone(crop, run, k) >= 0.5:
             j = k
             while j + 1 <= k_top and dens_disc_bone(crop, run, j + 1) >= 0.5:
                 j += 1
-            if soft_seen:
-                best = max(best, (j - k + 1) * sp)
+            length = (j - k + 1) * sp
+            best = max(best, max(length, BODY_ABOVE_MM) if j >= k_top else length)
             k = j + 1
         else:
-            soft_seen = soft_seen or _disc_mean_hu(crop, run, k) < DISC_SOFT_HU
             k += 1
     return best
