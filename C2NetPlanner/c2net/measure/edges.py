@@ -351,29 +351,30 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
         xo, xi = (ro - r) / sg, (ri - r) / sg
         return bg[:, None] + (K - bg[:, None]) * _Phi(xo) + (C - K) * _Phi(xi), (xo, xi)
 
-    f, _ = model(th)
+    f, (xo, xi) = model(th)
     cost = np.sum(w * (prof - f) ** 2, axis=1)
     for _ in range(n_iter):
-        f, (xo, xi) = model(th)
         C, ri, ro, K, sg = (th[:, q:q + 1] for q in range(5))
         po, pi = _phi(xo), _phi(xi)
-        J = np.stack([_Phi(xi), (C - K) * pi / sg, (K - bg[:, None]) * po / sg, _Phi(xo) - _Phi(xi),
+        Po, Pi = _Phi(xo), _Phi(xi)
+        J = np.stack([Pi, (C - K) * pi / sg, (K - bg[:, None]) * po / sg, Po - Pi,
                       -((K - bg[:, None]) * po * xo + (C - K) * pi * xi) / sg], axis=2)   # (n, S, 5)
         J[:, :, fixed] = 0.0
         res = (prof - f) * w
-        JtJ = np.einsum("nsp,nsq->npq", J * w[:, :, None], J)
-        Jtr = np.einsum("nsp,ns->np", J, res)
+        JtJ = np.matmul((J * w[:, :, None]).transpose(0, 2, 1), J)
+        Jtr = np.matmul(J.transpose(0, 2, 1), res[:, :, None])[:, :, 0]
         diag = np.einsum("npp->np", JtJ)
         A = JtJ + (lam[:, None] * (diag + 1e-6))[:, :, None] * np.eye(5)[None]
         A[:, fixed, fixed] += 1e12
         step = np.linalg.solve(A, Jtr[:, :, None])[:, :, 0]
         new = th + step
         new[:, 4] = np.clip(new[:, 4], 0.05, 3.0)
-        f2, _ = model(new)
+        f2, (xo2, xi2) = model(new)
         c2 = np.sum(w * (prof - f2) ** 2, axis=1)
         better = c2 < cost
         th[better] = new[better]
         cost[better] = c2[better]
+        f[better], xo[better], xi[better] = f2[better], xo2[better], xi2[better]
         lam = np.where(better, lam * 0.3, lam * 10.0)
     rms = np.sqrt(cost / np.maximum(w.sum(axis=1), 1))
     return th, rms

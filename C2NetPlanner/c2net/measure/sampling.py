@@ -67,12 +67,16 @@ def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.nda
     is sampled once."""
     dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v                              # (R, 3)
     offs = (np.arange(SLAB_SAMPLES) - (SLAB_SAMPLES - 1) / 2.0) * (SLAB_MM / max(SLAB_SAMPLES - 1, 1))
-    base = RADII[None, :, None] * dirs3[:, None, :]                             # (R, S, 3)
     planes = (np.asarray(centers, float)[:, None, :] + offs[None, :, None] * axis).reshape(-1, 3)
     key = np.round(planes / 1e-6).astype(np.int64)
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    pts = planes[first][:, None, None, :] + base[None]
-    vals = sample(crop.image, crop.array, pts, cval=-1000.0)                   # (P, R, S)
+    # continuous indices are affine in the points: plane centres + radius x ray direction
+    img = crop.image
+    c_idx = geometry.lps_to_index(img, planes[first])                           # (P, 3) ijk
+    d_idx = geometry.lps_to_index(img, dirs3 + np.asarray(img.GetOrigin())) # (R, 3) per mm
+    kji = (c_idx[:, None, None, ::-1] + RADII[None, None, :, None] * d_idx[None, :, None, ::-1])
+    vals = ndimage.map_coordinates(crop.array, kji.reshape(-1, 3).T, order=1, mode="constant",
+                                   cval=-1000.0).reshape(len(first), N_RAYS, len(RADII))   # (P, R, S)
     acc = vals[inv.reshape(-1)].reshape(len(centers), SLAB_SAMPLES, N_RAYS, len(RADII))
     out = np.zeros((len(centers), N_RAYS, len(RADII)))
     for q in range(SLAB_SAMPLES):   # the same summation order as one plane at a time
