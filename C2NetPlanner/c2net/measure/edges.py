@@ -465,7 +465,7 @@ def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_
     init2[:, 4] = s_ray
     init2[~ok] = init[~ok]
     init2[~ok, 4] = s_ray[~ok]
-    th2, _ = fit_cortex_model(ps, rr, lo, hi, bg, init2, free=(True, True, True, True, False))
+    th2, _ = fit_cortex_model(ps, rr, lo, hi, bg, init2, free=(True, True, True, True, False), n_iter=12)
     ok2 = valid(th2)
     if ok2.sum() < MIN_FIT_RAYS:
         return sig_k, float(np.median(th[ok, 3]))

@@ -62,7 +62,11 @@ def smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
         med = np.median(win, axis=1) if np.isfinite(r).all() else np.nanmedian(win, axis=1)
         med = np.where(np.isfinite(r), med, np.nan)
         idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
-        out = np.where(np.isfinite(med), np.nanmean(med[idx3], axis=1), np.nan)
+        w3 = med[idx3]
+        fin = np.isfinite(w3)
+        cnt = fin.sum(axis=1)
+        mean3 = np.where(cnt > 0, np.where(fin, w3, 0.0).sum(axis=1) / np.maximum(cnt, 1), np.nan)
+        out = np.where(np.isfinite(med), mean3, np.nan)
     return out
 
 
