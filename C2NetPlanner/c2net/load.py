@@ -23,6 +23,7 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -165,13 +166,16 @@ def check_hounsfield(image: sitk.Image, source: str, stored_pixel_type: str = ""
     (no air: typically raw stored values without the rescale to HU).
     """
     arr = sitk.GetArrayViewFromImage(image)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
-        raise NotCTError(f"{source} contains {bad} NaN or infinite voxel values.",
-                         "The file is damaged or was written by a failed computation; "
-                         "re-export the original CT.")
-    lo, hi = float(arr.min()), float(arr.max())
+    if "float" in stored_pixel_type.lower() or not stored_pixel_type:
+        finite = np.isfinite(arr)       # integer voxels (most CT files) cannot be NaN
+        if not finite.all():
+            bad = int(arr.size - np.count_nonzero(finite))
+            raise NotCTError(f"{source} contains {bad} NaN or infinite voxel values.",
+                             "The file is damaged or was written by a failed computation; "
+                             "re-export the original CT.")
+    extremes = sitk.MinimumMaximumImageFilter()     # multi-threaded, no array copies
+    extremes.Execute(image)
+    lo, hi = float(extremes.GetMinimum()), float(extremes.GetMaximum())
     if lo == hi:
         raise NotCTError(f"{source} is constant (every voxel is {lo:g}): there is no image.",
                          "The file holds no image data; re-export the original CT.")
@@ -244,13 +248,47 @@ def _nifti_truncation(path: Path) -> Optional[str]:
 
 
 def _read_volume_file(path: Path, fmt: str) -> tuple:
+    truncation = None
     if fmt == "nifti":
-        problem = _nifti_truncation(path)
-        if problem:
-            raise InputError(f"{path.name} cannot be read as a NIFTI image: {problem} "
-                             "(truncated or corrupt).",
-                             "The file is corrupt or incompletely copied; copy or export it "
-                             "again.")
+        # A compressed file's length is known only once decompressed: count it on a worker
+        # thread while ITK decompresses the same file here (both run outside the interpreter
+        # lock), and judge it before the image is used.
+        truncation = _Background(_nifti_truncation, path)
+    try:
+        image, stored, meta = _read_with_itk(path, fmt)
+    finally:
+        problem = truncation.result() if truncation is not None else None
+    if problem:
+        raise InputError(f"{path.name} cannot be read as a NIFTI image: {problem} "
+                         "(truncated or corrupt).",
+                         "The file is corrupt or incompletely copied; copy or export it again.")
+    return image, stored, meta
+
+
+class _Background:
+    """``fn(*args)`` on a worker thread; :meth:`result` waits and returns (or raises) it."""
+
+    def __init__(self, fn, *args):
+        self._out = None
+        self._err: Optional[BaseException] = None
+
+        def run():
+            try:
+                self._out = fn(*args)
+            except BaseException as exc:  # handed to the caller by result()
+                self._err = exc
+
+        self._thread = threading.Thread(target=run, name="c2net-load", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._err is not None:
+            raise self._err
+        return self._out
+
+
+def _read_with_itk(path: Path, fmt: str) -> tuple:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     warn = sitk.ProcessObject.GetGlobalWarningDisplay()
