@@ -63,6 +63,7 @@ class RayEdges:
     r_in_half: np.ndarray   # NaN on rays without a dip
     r_out: np.ndarray       # blur-corrected (moments) where possible, else the half-way edge
     r_in: np.ndarray
+    plateau_hu: np.ndarray = None   # the medullary plateau of the ray's section (NaN: none)
 
 
 def soft_tissue_level(profiles: np.ndarray) -> float:
@@ -209,7 +210,8 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
                     r_out_half=np.where(found, r_out_half, np.nan),
                     r_in_half=np.where(dip, r_in_half, np.nan),
-                    r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan))
+                    r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan),
+                    plateau_hu=np.repeat(sec_plateau, n_rays))
 
 
 def _trap_moment(P: np.ndarray, bg: np.ndarray, ia: np.ndarray, ib: np.ndarray, weight: np.ndarray,

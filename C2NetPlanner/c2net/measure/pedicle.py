@@ -71,9 +71,6 @@ BASE_UNCERTAINTY_MM = 0.2
 RESOLUTION_UNCERTAINTY_PER_MM = 0.2
 SOLID_ISTHMUS_UNCERTAINTY_MM = 0.4
 THIN_ISTHMUS_MM = 3.0
-#: A solid section is measured from its moments (blur-free) when its peak reaches this share
-#: of the scan's cortical density (a cortical bar); otherwise with the half-way edges.
-SOLID_DENSE_FRACTION = 0.8
 #: The reader's running mean of the inner width (mm along the axis).
 RUNNING_MEAN_MM = 1.0
 
@@ -259,16 +256,20 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
         if not np.isfinite(cortex_hu):
             cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
     e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
+    # a cortical bar is closer to the cortical density than to the scan's cancellous bone
+    canc = e.plateau_hu[e.dip]
+    canc = float(np.median(canc[np.isfinite(canc)])) if np.isfinite(canc).any() else float(soft_hu)
+    dense_hu = 0.5 * (canc + cortex_hu) if np.isfinite(cortex_hu) else np.inf
     sections = []
     for n, (t, c) in enumerate(zip(t_grid, centres)):
         sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
-        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu)
+        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu)
         sec.axis, sec.u, sec.v = axis, u, v
         sections.append(sec)
     return _Sweep(sections, axis, u, v, soft_hu, cortex_hu)
 
 
-def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
+def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf) -> Section:
     found = e.found[sl]
     dip = e.dip[sl]
     frac = found.mean()
@@ -277,7 +278,7 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
         # solid means a dense (cortical) bar; a centre at cancellous level with no visible
         # cortex around it is a canal whose wall is below resolution
         centre_level = float(np.median(prof[:, :5]))
-        solid = centre_level >= SOLID_DENSE_FRACTION * cortex_hu
+        solid = centre_level >= dense_hu
     r_out_half = np.where(found, e.r_out_half[sl], np.nan)
     if not solid and frac >= MIN_FOUND_FRACTION and dip[found].mean() >= MIN_DIP_FRACTION:
         # a canal narrower than the reader's opening disk holds no screw and is no plateau the
@@ -288,7 +289,8 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
             w_in = _w.min_caliper(DIRS2[ok] * r_in_probe[ok, None])[0]
             solid = bool(np.isfinite(w_in) and w_in < 2.0 * _w.CANAL_OPENING_RADIUS_MM)
     if solid:
-        r_out = _solid_edges(prof, found, e.r_out_half[sl], e.outside_hu[sl], e.peak_hu[sl], cortex_hu)
+        r_out = _solid_edges(prof, found, e.r_out_half[sl], e.outside_hu[sl], e.peak_hu[sl], cortex_hu,
+                             dense_hu)
         r_in = np.zeros(N_RAYS)
         r_in_half = np.zeros(N_RAYS)
     else:
@@ -311,7 +313,7 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu) -> Section:
     return sec
 
 
-def _solid_edges(prof, found, r_half, outside, peak, cortex_hu) -> np.ndarray:
+def _solid_edges(prof, found, r_half, outside, peak, cortex_hu, dense_hu) -> np.ndarray:
     """Outer radii of a solid bar from the moments along each diameter (ray k and k + 180°):
     blur keeps the bar's area (density x width) and centre, whatever its thickness."""
     half = N_RAYS // 2
@@ -328,7 +330,7 @@ def _solid_edges(prof, found, r_half, outside, peak, cortex_hu) -> np.ndarray:
         y = np.concatenate([prof[k2, 1:n2 + 1][::-1], prof[k, :n1 + 1]])
         bg = 0.5 * (outside[k] + outside[k2])
         seen = max(peak[k], peak[k2])
-        if not (np.isfinite(cortex_hu) and seen >= SOLID_DENSE_FRACTION * cortex_hu):
+        if not (np.isfinite(cortex_hu) and seen >= dense_hu):
             continue   # not a dense bar: its level is unknown, keep the half-way edges
         level = max(cortex_hu, seen) - bg
         if level <= 0:
