@@ -344,11 +344,13 @@ READINGS_AGREE_MM = 10.0
 def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Location,
                     is_dens=None) -> None:
     """Refuse (``c2_not_found``) when another dens-like run lies a level above or below the
-    answer's run, separated from it by soft tissue, and passes as a dens itself (``is_dens``:
-    C2's bone under its tip, a tip, the C1 ring, a disc with C3's body under it): two
-    candidates one level apart that the dens cues cannot tell apart, and the rule is to refuse
-    rather than answer C1 or C3 as C2. A rival that fails those cues (skull-base bone with soft
-    tissue under it, a body with another body above it) is no dens. Two runs joined by a
+    answer's run, separated from it by soft tissue: two candidates one level apart that the
+    dens cues cannot tell apart, and the rule is to refuse rather than answer C1 or C3 as C2.
+    A rival *above* the answer that fails the dens cues itself (``is_dens``: C2's bone under
+    its tip, a tip, the C1 ring, a disc with C3's body under it) is skull-base or C1 bone, no
+    dens. A rival *below* always refuses: the answer may be the basion or C1 above a dens
+    whose cues are weakened (the localiser's wrong answers on real scans were all of that
+    kind, 20-50 mm above C2). Two runs joined by a
     continuous bone column (:func:`bone_gap_mm`) are one dens: its upper part touches the C1
     arch, or a cartilage line crosses its base."""
     sp = crop.spacing_mm
@@ -364,17 +366,16 @@ def check_one_level(crop: Crop, run: DensRun, runs: list[DensRun], loc: C2Locati
         soft = bone_gap_mm(crop, lower, upper)
         if soft <= SOFT_GAP_MM:
             continue
-        if is_dens is not None and not is_dens(other):
-            continue
+        if other is upper and is_dens is not None and not is_dens(other):
+            continue    # bone above the dens that fails as a dens: the basion, C1's arch
         where = "above" if other is upper else "below"
         tip = loc.dens_tip_lps_mm
         raise LocalisationError(
             f"C2 was not found: two dens-like bone islands in front of the canal, one "
             f"{gap:.0f} mm {where} the other with {soft:.0f} mm of soft tissue between them "
             f"(dens tip candidate at z {tip[2]:.0f} mm LPS, scores {run.score:.1f} and "
-            f"{other.score:.1f}), both with bone under the tip and the C1 ring around; one of "
-            "them is another level (the skull base, C1 or C3), and the dens cues do not tell "
-            "which.",
+            f"{other.score:.1f}); one of them is another level (the skull base, C1 or C3), and "
+            "the dens cues do not tell which.",
             "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra "
             "label map.", code="c2_not_found")
 
