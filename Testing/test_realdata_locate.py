@@ -205,3 +205,59 @@ def test_variants_once_answered_a_level_off_are_c2_or_refused(scan, variant):
         return
     along = abs(float(np.dot(np.asarray(loc.center_lps_mm) - ref, up)))
     assert along < 12.0, along
+
+
+def _resampled_box(image, centre, half=90.0, below=90.0, above=110.0):
+    """``image`` resampled onto an axis-aligned grid of its own spacing over a box around
+    ``centre`` (LPS mm): a re-posed scan as a scanner would have reconstructed it."""
+    import SimpleITK as sitk
+    lo = centre - np.array([half, half, below])
+    hi = centre + np.array([half, half, above])
+    sp = np.asarray(image.GetSpacing(), float)
+    size = np.ceil((hi - lo) / sp).astype(int)
+    return sitk.Resample(image, [int(s) for s in size], sitk.Transform(), sitk.sitkLinear,
+                         lo.tolist(), sp.tolist(), np.eye(3).ravel().tolist(), -1024.0,
+                         sitk.sitkFloat32)
+
+
+def _at_c2(loc, ref, up):
+    centre = np.asarray(loc.center_lps_mm)
+    return abs(float(np.dot(centre - ref, up))) < 12.0 and np.linalg.norm(centre - ref) < 20.0
+
+
+@pytest.mark.parametrize("axis,deg", [("x", 10.0), ("x", -20.0), ("x", 20.0)])
+def test_vhm_dens_joined_to_c1_is_found(axis, deg):
+    """VHM flexed/tilted and resampled (issue 14): its joint spaces read 250-500 HU, so the dens,
+    the C1 arch and the lateral masses are one ring at the usual thresholds and these variants
+    were refused ('no dens inside a C1 ring'). The dens is cut out of the ring at a higher
+    threshold: C2 at the right level, with a warning and a lower confidence."""
+    image, ref = _load("vhm_head_dicom.tgz"), _reader_midpoint("vhm")
+    posed, up = _posed(image, axis, deg, ref)
+    loc = locate_c2(_resampled_box(posed, ref))
+    assert _at_c2(loc, ref, up), loc.center_lps_mm
+    assert loc.evidence["dens_joined_to_c1"] is True
+    assert any("joined to C1" in w for w in loc.warnings)
+
+
+@pytest.mark.parametrize("axis,deg", [("x", -10.0), ("y", -30.0)])
+def test_vhf_dens_touching_the_basion_is_no_lower_level(axis, deg):
+    """VHF re-posed (issue 14): its dens tip touches the basion, and the basion's bone above the
+    tip (200-450 HU between them, never soft) read as 'a vertebral body above it after a gap'
+    and was refused as a lower level. A body above needs a disc (a soft slice) under it."""
+    image, ref = _load("vhf_head_dicom.tgz"), _reader_midpoint("vhf")
+    posed, up = _posed(image, axis, deg, ref)
+    loc = locate_c2(posed)
+    assert _at_c2(loc, ref, up), loc.center_lps_mm
+
+
+def test_vhm_tilted_30_read_on_scanner_slices_steps_along_the_spine():
+    """VHM flexed 30 degrees (issue 14): the dens is read on the scanner's slices, and C2's
+    centre 27 mm below its tip was stepped along the slices' axis, 10 mm from the native answer
+    carried along; stepped along the spine's axis it lands within 5 mm of it."""
+    image, ref = _load("vhm_head_dicom.tgz"), _reader_midpoint("vhm")
+    native = np.asarray(locate_c2(image).center_lps_mm)
+    posed, up = _posed(image, "x", 30.0, ref)
+    t = np.radians(30.0)
+    r = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    loc = locate_c2(posed)
+    assert np.linalg.norm(np.asarray(loc.center_lps_mm) - (ref + r @ (native - ref))) < 5.0
