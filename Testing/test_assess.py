@@ -181,3 +181,29 @@ def test_batch_on_a_local_dask_cluster(phantom_dir, tmp_path):
     rows = run_batch(cases, str(tmp_path / "cohort"), workers=2, show_progress=False)
     assert {r["case_id"]: r["status"] for r in rows} == {"a": "ok", "b": "error"}
     assert json.loads((tmp_path / "cohort" / "batch.json").read_text())["engine"] == "dask"
+
+
+def test_an_early_error_exits_cleanly_while_the_models_load(tmp_path, small_phantom):
+    """The models load on a worker thread while the CT is read; a CT refused once read (a
+    sheared voxel grid) must still end with exit 2 and its message - not abort the process on
+    exit with ONNX Runtime half-way through creating a session ("terminate called without an
+    active exception", exit 134)."""
+    import gzip
+    import struct
+    import subprocess
+    import sys
+
+    nii = tmp_path / "ct.nii"
+    sitk.WriteImage(sitk.Cast(small_phantom.ct, sitk.sitkInt16), str(nii))
+    raw = bytearray(nii.read_bytes())
+    rows = np.array(struct.unpack("<12f", raw[280:328])).reshape(3, 4)
+    rows[0, 2] += 0.18 * rows[2, 2]                    # shear the sform
+    raw[280:328] = struct.pack("<12f", *rows.flatten())
+    sheared = tmp_path / "sheared.nii.gz"
+    sheared.write_bytes(gzip.compress(bytes(raw)))
+    for i in range(3):
+        out = subprocess.run([sys.executable, "-m", "c2net", "assess", str(sheared), "--out",
+                              str(tmp_path / f"out{i}"), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, (out.returncode, out.stderr[-500:])
+        assert "terminate called" not in out.stderr and "sheared" in out.stderr

@@ -88,6 +88,10 @@ class _ModelsInBackground:
         except BaseException as exc:  # re-raised on the caller's thread by get()
             self._error = exc
 
+    def join(self) -> None:
+        """Wait for the worker (its result or error is kept for :meth:`get`)."""
+        self._thread.join()
+
     def get(self) -> tuple:
         """``(segmentation model, classifier model)``; raises what loading them raised."""
         self._thread.join()
@@ -232,6 +236,10 @@ def assess(
         if raise_on_error:
             exc.assessment = result  # type: ignore[attr-defined]
             raise
+    finally:
+        # never leave ONNX Runtime half-way through creating a session on the worker thread
+        # when this call ends early (an error, Ctrl-C): the process would abort on exit
+        models.join()
     return result
 
 
