@@ -36,7 +36,8 @@ C2NET = [sys.executable, "-m", "c2net"]
 
 def make_cohort(out: Path, n: int, seed: int, workers: int) -> Path:
     subprocess.run(C2NET + ["phantom", str(out), "--cohort", str(n), "--seed", str(seed),
-                            "--workers", str(workers)], check=True, stdout=subprocess.DEVNULL)
+                            "--workers", str(workers)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     cases = sorted(p for p in out.iterdir() if p.is_dir())
     manifest = out / "batch_manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
@@ -64,8 +65,12 @@ def run_batch(manifest: Path, out: Path, extra: list) -> dict:
             t = json.loads(rep.read_text(encoding="utf-8")).get("timings_s", {})
             if "total" in t:
                 totals.append(float(t["total"]) + float(t.get("report", 0.0)))
-    ok = sum(1 for r in rows if r.get("status") == "ok")
-    return {"wall_s": wall, "rc": proc.returncode, "rows": len(rows), "ok": ok,
+    # summary.csv has a row per side: count cases (a case is ok when all its rows are)
+    status: dict = {}
+    for r in rows:
+        status.setdefault(r.get("case_id"), set()).add(r.get("status"))
+    ok = sum(1 for s in status.values() if s == {"ok"})
+    return {"wall_s": wall, "rc": proc.returncode, "rows": len(status), "ok": ok,
             "case_median_s": statistics.median(totals) if totals else float("nan"),
             "case_max_s": max(totals) if totals else float("nan"),
             "stderr": proc.stderr[-400:]}
