@@ -35,9 +35,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-STAGES = ("load", "locate", "segment", "segmentation_check", "measure", "classify", "explain",
-          "report", "total")
-SHORT = {"segmentation_check": "check"}
+STAGES = ("load", "locate", "segment", "finder", "segmentation_check", "measure", "classify",
+          "explain", "report", "total")
+#: "finder" is the part of "segment" the anatomical finder takes; "check" its check of the
+#: U-Net masks (a second measurement per side), outside "measure".
+SHORT = {"segmentation_check": "check", "finder": "(finder)"}
 
 
 #: Child-process code that swaps the ONNX Runtime sessions of the (cached) models for torch

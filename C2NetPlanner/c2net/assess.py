@@ -311,13 +311,15 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                 result.warnings.append(f"{side} pedicle not measured: {exc.message}")
         from .segment import apply_segmentation_check
 
-        apply_segmentation_check(result)   # which segmenter, and the finder's check per side
+        check_s = apply_segmentation_check(result)   # which segmenter, the finder's check
         if all(result.sides[s].measurement is None for s in SIDES):
             errs = [result.sides[s].error for s in SIDES]
             raise MeasurementError(
                 "Neither C2 pedicle could be measured: "
                 + "; ".join(f"{s}: {e['message']}" for s, e in zip(SIDES, errs) if e),
                 hint=(errs[0] or {}).get("hint") or "Check the segmentation overlay.")
+    # "measure" is the measurement alone; the check's second measurement is its own figure
+    result.timings_s["measure"] = max(result.timings_s.get("measure", 0.0) - check_s, 0.0)
     with clock.stage("classify", "C2-Net per side"):
         for side in SIDES:
             sa = result.sides[side]
