@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__, geometry
+from .background import Background
 from .errors import C2NetError, InputError, MeasurementError, OutputError
 from .explain import attention_volume
 from .load import LoadedCT, load_ct
@@ -58,47 +58,19 @@ class _Stopwatch:
             self.progress(name, 1.0, "")
 
 
-class _ModelsInBackground:
-    """Load both models (sha256 check, ONNX Runtime session) and import the pipeline's
-    numerical modules on a worker thread while the CT is read and C2 is located.
+def _load_models(model_dir: Optional[Path], segmentation_model: Optional[Path],
+                 classifier_model: Optional[Path], threads: Optional[int]) -> tuple:
+    """Both models (sha256 check, ONNX Runtime session); also imports the pipeline's numerical
+    modules. Run on a worker thread (:class:`c2net.background.Background`) while the CT is read
+    and C2 located: reading and creating the sessions both run mostly outside the interpreter
+    lock, so on two cores this hides most of the models' start-up. Its errors are raised where
+    the models are asked for, the same place as loading them there would raise them."""
+    from . import measure, segment  # noqa: F401 - imported here, off the main thread
 
-    Reading a CT and creating the sessions both run mostly outside the interpreter lock, so on
-    two cores this hides most of the models' start-up. Errors are raised where the models are
-    asked for (:meth:`get`), the same place as loading them there would raise them.
-    """
-
-    def __init__(self, model_dir: Optional[Path], segmentation_model: Optional[Path],
-                 classifier_model: Optional[Path], threads: Optional[int]):
-        self._models: Optional[tuple] = None
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(
-            target=self._run, args=(model_dir, segmentation_model, classifier_model, threads),
-            name="c2net-models", daemon=True)
-        self._thread.start()
-
-    def _run(self, model_dir, segmentation_model, classifier_model, threads) -> None:
-        try:
-            from . import measure, segment  # noqa: F401 - imported here, off the main thread
-
-            self._models = (
-                load_model("segmentation", model_dir=model_dir, path=segmentation_model,
-                           threads=threads),
-                load_model("classifier", model_dir=model_dir, path=classifier_model,
-                           threads=threads))
-        except BaseException as exc:  # re-raised on the caller's thread by get()
-            self._error = exc
-
-    def join(self) -> None:
-        """Wait for the worker (its result or error is kept for :meth:`get`)."""
-        self._thread.join()
-
-    def get(self) -> tuple:
-        """``(segmentation model, classifier model)``; raises what loading them raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._models is not None
-        return self._models
+    return (load_model("segmentation", model_dir=model_dir, path=segmentation_model,
+                       threads=threads),
+            load_model("classifier", model_dir=model_dir, path=classifier_model,
+                       threads=threads))
 
 
 def software_versions(models: Sequence[OnnxModel] = ()) -> Dict[str, Any]:
@@ -189,8 +161,8 @@ def assess(
                         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     clock = _Stopwatch(result.timings_s, progress)
     t_start = time.perf_counter()
-    models = _ModelsInBackground(_opt_path(model_dir), _opt_path(segmentation_model),
-                                 _opt_path(classifier_model), threads)
+    models = Background(_load_models, _opt_path(model_dir), _opt_path(segmentation_model),
+                        _opt_path(classifier_model), threads, name="c2net-models")
     try:
         with clock.stage("load", "reading the CT"):
             loaded = _loaded(input_ct, series_uid)
@@ -208,7 +180,7 @@ def assess(
                                  vertebra_mask=vertebra_mask, c2_label=c2_label)
             result.localisation = location.to_dict()
             result.warnings.extend(location.warnings)
-        seg_model, cls_model = models.get()
+        seg_model, cls_model = models.result()
         result.models = [seg_model.describe(), cls_model.describe()]
         result.software = software_versions([seg_model, cls_model])
         with clock.stage("segment", "U-Net on the C2 region, anatomical finder beside it"):
@@ -311,7 +283,15 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                 result.warnings.append(f"{side} pedicle not measured: {exc.message}")
         from .segment import apply_segmentation_check
 
-        check_s = apply_segmentation_check(result)   # which segmenter, the finder's check
+        t_check = time.perf_counter()
+        apply_segmentation_check(result)   # which segmenter, and the finder's check per side
+        check_s = time.perf_counter() - t_check
+        # the check's own work (measuring the finder's masks); the finder itself ran inside
+        # the segment stage and is reported there as its part "finder"
+        result.timings_s["segmentation_check"] = check_s
+        outcome = getattr(result, "segmentation_sources", None)
+        if outcome is not None:
+            result.timings_s["finder"] = outcome.finder_time_s
         if all(result.sides[s].measurement is None for s in SIDES):
             errs = [result.sides[s].error for s in SIDES]
             raise MeasurementError(

@@ -171,11 +171,16 @@ def input_region(image: sitk.Image, input_image: sitk.Image, margin: int = 2
     ``region`` can be pasted into an input-sized array with :func:`paste_region`.
     """
     i0, i1 = index_box(input_image, *physical_bounds(image), margin=margin)
+    return _grid_part(input_image, i0, i1), i0, i1
+
+
+def _grid_part(input_image: sitk.Image, i0: np.ndarray, i1: np.ndarray) -> sitk.Image:
+    """An empty uint8 image on ``input_image``'s voxels ``i0 <= ijk < i1`` (at least one)."""
     region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
     region.SetSpacing(input_image.GetSpacing())
     region.SetDirection(input_image.GetDirection())
     region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
-    return region, i0, i1
+    return region
 
 
 def sub_grid(input_image: sitk.Image, lo_lps, hi_lps, margin: int = 2) -> sitk.Image:
@@ -185,12 +190,7 @@ def sub_grid(input_image: sitk.Image, lo_lps, hi_lps, margin: int = 2) -> sitk.I
     input's voxel centres), so maps on it overlay the input voxel for voxel without being
     input-sized: the C2 region of a 512 x 512 x 300 scan is a few million voxels, not 80 M.
     """
-    i0, i1 = index_box(input_image, lo_lps, hi_lps, margin=margin)
-    region = sitk.Image([int(v) for v in np.maximum(i1 - i0, 1)], sitk.sitkUInt8)
-    region.SetSpacing(input_image.GetSpacing())
-    region.SetDirection(input_image.GetDirection())
-    region.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in i0]))
-    return region
+    return _grid_part(input_image, *index_box(input_image, lo_lps, hi_lps, margin=margin))
 
 
 def offset_in(image: sitk.Image, input_image: sitk.Image, tol_vox: float = 1e-3

@@ -23,7 +23,6 @@ import shutil
 import struct
 import tarfile
 import tempfile
-import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import geometry
+from .background import Background
 from .dicom_series import DicomSeries, choose_series, read_series, scan_dicom_folder
 from .errors import InputError, NotCTError
 from .sheared_grid import nifti_sform_shear_deg, refuse_sheared
@@ -253,7 +253,7 @@ def _read_volume_file(path: Path, fmt: str) -> tuple:
         # A compressed file's length is known only once decompressed: count it on a worker
         # thread while ITK decompresses the same file here (both run outside the interpreter
         # lock), and judge it before the image is used.
-        truncation = _Background(_nifti_truncation, path)
+        truncation = Background(_nifti_truncation, path, name="c2net-load")
     try:
         image, stored, meta = _read_with_itk(path, fmt)
     finally:
@@ -263,29 +263,6 @@ def _read_volume_file(path: Path, fmt: str) -> tuple:
                          "(truncated or corrupt).",
                          "The file is corrupt or incompletely copied; copy or export it again.")
     return image, stored, meta
-
-
-class _Background:
-    """``fn(*args)`` on a worker thread; :meth:`result` waits and returns (or raises) it."""
-
-    def __init__(self, fn, *args):
-        self._out = None
-        self._err: Optional[BaseException] = None
-
-        def run():
-            try:
-                self._out = fn(*args)
-            except BaseException as exc:  # handed to the caller by result()
-                self._err = exc
-
-        self._thread = threading.Thread(target=run, name="c2net-load", daemon=True)
-        self._thread.start()
-
-    def result(self):
-        self._thread.join()
-        if self._err is not None:
-            raise self._err
-        return self._out
 
 
 def _read_with_itk(path: Path, fmt: str) -> tuple:

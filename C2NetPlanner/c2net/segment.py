@@ -345,16 +345,13 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 CHECK_STEP_MM = 0.5
 
 
-def apply_segmentation_check(result) -> float:
+def apply_segmentation_check(result) -> None:
     """Set ``segmenter`` and ``segmentation_check`` on each side of ``result`` (an
     :class:`c2net.results.Assessment` whose sides are measured).
 
     A U-Net side is compared with the finder's mask measured the same way
     (:func:`c2net.pedicle_finder.check.compare_measurements`); a side whose mask came from the
     finder is flagged: the U-Net saw no pedicle there, so nothing independent confirms it.
-
-    Records ``timings_s["segmentation_check"]`` (this check's own seconds, returned) and
-    ``timings_s["finder"]`` (the finder's run, a part of the segment stage).
     """
     from .errors import MeasurementError
     from .measure import measure_pedicle
@@ -363,8 +360,7 @@ def apply_segmentation_check(result) -> float:
 
     outcome = getattr(result, "segmentation_sources", None)
     if outcome is None:
-        return 0.0
-    t0 = time.perf_counter()
+        return
     for side, sa in result.sides.items():
         src = outcome.segmenter.get(side)
         sa.segmenter = src
@@ -383,9 +379,4 @@ def apply_segmentation_check(result) -> float:
                 except MeasurementError as exc:
                     reason = f"its mask could not be measured: {exc.message}"
             sa.segmentation_check = compare_measurements(sa.measurement, finder_m, reason)
-    own = time.perf_counter() - t0
-    # the check's own work (measuring the finder's masks); the finder itself ran inside the
-    # segment stage and is reported there as its part "finder"
-    result.timings_s["segmentation_check"] = own
-    result.timings_s["finder"] = outcome.finder_time_s
-    return own
+

@@ -27,8 +27,7 @@ def require_input_grid(image: sitk.Image, reference: sitk.Image | None, what: st
     if image.GetDimension() != 3:
         raise C2NetError(f"The {what} is {image.GetDimension()}-D; a 3-D volume is expected.",
                          "This is a bug in C2NetPlanner; please report it.", code="report_input")
-    if reference is not None and not same_grid(image, reference) \
-            and offset_in(image, reference) is None:
+    if reference is not None and offset_in(image, reference) is None:
         raise C2NetError(
             f"The {what} is not on the input CT's grid (size {image.GetSize()} vs "
             f"{reference.GetSize()}, spacing {image.GetSpacing()} vs {reference.GetSpacing()}).",
