@@ -223,3 +223,31 @@ def test_finder_in_a_flexed_neck_uses_the_spine_frame(small_phantom):
         f = res.sides[side]
         assert f is not None, res.reasons
         assert _distance_to_label(labels, value, f.isthmus_center_lps_mm) <= 2.0
+
+
+def test_the_check_measures_the_finder_corridor_where_the_truth_is(small_phantom, found):
+    """The check's own measurement (the image's edges along the finder's corridor, a window
+    around its isthmus: half the cost of measuring its whole mask) finds the true isthmus and
+    reads the MPD that the true mask reads, so a correct U-Net mask is confirmed and one whose
+    isthmus is 6 mm off is flagged."""
+    from c2net.measure import measure_both
+    from c2net.pedicle_finder.check import measure_corridor
+
+    ph = small_phantom
+    truth = sitk.GetArrayFromImage(ph.labels)
+    labels = np.zeros_like(truth, dtype=np.uint8)
+    labels[truth == 2], labels[truth == 3] = 1, 2
+    unet_like = sitk.GetImageFromArray(labels)
+    unet_like.CopyInformation(ph.ct)
+    measured = measure_both(ph.ct, unet_like)
+    for side in ("left", "right"):
+        corridor = measure_corridor(ph.ct, found.sides[side])
+        t = ph.truth["sides"][side]
+        assert np.linalg.norm(np.subtract(corridor.isthmus_center_lps_mm,
+                                          t["isthmus_center_lps_mm"])) <= 2.0
+        assert abs(corridor.mpd_mm - measured[side].mpd_mm) <= 0.15, (side, corridor.mpd_mm)
+        assert compare_measurements(measured[side], corridor).status == AGREE
+        m = measured[side]
+        off = PedicleMeasurement(**{**m.__dict__, "isthmus_center_lps_mm": tuple(
+            np.add(m.isthmus_center_lps_mm, 6.0 * np.asarray(m.axis_lps)))})
+        assert compare_measurements(off, corridor).flagged

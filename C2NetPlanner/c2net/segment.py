@@ -340,23 +340,19 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                                finder_time_s=finder_s)
 
 
-#: Section step (mm) of the check's measurement of the finder's mask: half as many sections
-#: as the reported measurement (the check compares positions to 3 mm and MPDs to 0.5 mm).
-CHECK_STEP_MM = 0.5
-
-
 def apply_segmentation_check(result) -> None:
     """Set ``segmenter`` and ``segmentation_check`` on each side of ``result`` (an
     :class:`c2net.results.Assessment` whose sides are measured).
 
-    A U-Net side is compared with the finder's mask measured the same way
-    (:func:`c2net.pedicle_finder.check.compare_measurements`); a side whose mask came from the
-    finder is flagged: the U-Net saw no pedicle there, so nothing independent confirms it.
+    A U-Net side is compared with the finder's answer measured by the same measurement
+    (:func:`c2net.pedicle_finder.check.compare_measurements`): the image's edges along the
+    finder's own corridor around its isthmus
+    (:func:`c2net.pedicle_finder.check.measure_corridor`). A side whose
+    mask came from the finder is flagged: the U-Net saw no pedicle there, so nothing
+    independent confirms it.
     """
     from .errors import MeasurementError
-    from .measure import measure_pedicle
-    from .pedicle_finder import LABELS as FINDER_LABELS
-    from .pedicle_finder.check import CHECK, NOT_CHECKED, SegmentationCheck, compare_measurements
+    from .pedicle_finder import check
 
     outcome = getattr(result, "segmentation_sources", None)
     if outcome is None:
@@ -365,18 +361,18 @@ def apply_segmentation_check(result) -> None:
         src = outcome.segmenter.get(side)
         sa.segmenter = src
         if src is None:
-            sa.segmentation_check = SegmentationCheck(NOT_CHECKED, "no mask on this side")
+            sa.segmentation_check = check.SegmentationCheck(check.NOT_CHECKED, "no mask on this side")
         elif src == FINDER:
-            sa.segmentation_check = SegmentationCheck(
-                CHECK, "the U-Net found no pedicle here; the anatomical finder's mask is used "
+            sa.segmentation_check = check.SegmentationCheck(
+                check.CHECK, "the U-Net found no pedicle here; the anatomical finder's mask is used "
                 "and nothing independent confirms it: check the segmentation")
         else:
             finder_m, reason = None, outcome.finder.reasons.get(side, "")
-            if outcome.finder.found(side):
-                mask = sitk.Cast(outcome.finder.labels == FINDER_LABELS[side], sitk.sitkUInt8)
+            found = outcome.finder.sides.get(side)
+            if found is not None:
                 try:
-                    finder_m = measure_pedicle(result.ct, mask, side, step_mm=CHECK_STEP_MM)
+                    finder_m = check.measure_corridor(result.ct, found)
                 except MeasurementError as exc:
-                    reason = f"its mask could not be measured: {exc.message}"
-            sa.segmentation_check = compare_measurements(sa.measurement, finder_m, reason)
+                    reason = f"its corridor could not be measured: {exc.message}"
+            sa.segmentation_check = check.compare_measurements(sa.measurement, finder_m, reason)
 

@@ -1,8 +1,8 @@
 """The finder as an independent check of a U-Net pedicle mask.
 
-Both masks are measured by the same measurement (:func:`c2net.measure.measure_pedicle`: edges
-from the image, the mask only seeds the axis), so what is compared is where each segmenter
-puts the isthmus and what width the image shows there. Isthmus centres more than
+The U-Net's mask and the finder's answer are measured by the same measurement (edges from the
+image; the U-Net's mask, or the finder's corridor, only seeds the axis), so what is compared is
+where each segmenter puts the isthmus and what width the image shows there. Isthmus centres more than
 :data:`MAX_ISTHMUS_DISTANCE_MM` apart or MPDs more than :data:`MAX_MPD_DIFFERENCE_MM` apart
 flag the side "check the segmentation".
 
@@ -17,6 +17,15 @@ from typing import Optional
 import numpy as np
 
 from ..results import PedicleMeasurement
+
+#: The check measures the finder's answer along its own corridor: the line through the
+#: finder's isthmus along its tube axis, this far either side (mm). The finder's isthmus lies
+#: within 3 mm of the true one on 94 % of held-out phantom sides (median 1.0 mm), so the
+#: narrowest section is inside the window; a U-Net isthmus outside it is > 3 mm away anyway.
+CHECK_HALF_LENGTH_MM = 5.0
+#: Section step (mm) of the check's measurement: it compares positions to 3 mm and MPDs to
+#: 0.5 mm, and the narrowest width is interpolated between sections.
+CHECK_STEP_MM = 1.0
 
 MAX_ISTHMUS_DISTANCE_MM = 3.0
 MAX_MPD_DIFFERENCE_MM = 0.5
@@ -51,6 +60,18 @@ class SegmentationCheck:
                 "finder_mpd_mm": r(self.finder_mpd_mm),
                 "max_isthmus_distance_mm": MAX_ISTHMUS_DISTANCE_MM,
                 "max_mpd_difference_mm": MAX_MPD_DIFFERENCE_MM}
+
+
+def measure_corridor(ct, found) -> PedicleMeasurement:
+    """The finder's answer on one side (a :class:`c2net.pedicle_finder.FoundPedicle`) measured
+    along its own corridor: the image's edges on the line through its isthmus along its tube
+    axis, :data:`CHECK_HALF_LENGTH_MM` either side (the part of its mask that decides; the whole
+    mask costs twice as much). Raises :class:`c2net.errors.MeasurementError`."""
+    from ..measure import measure_trajectory
+
+    centre = np.asarray(found.isthmus_center_lps_mm, float)
+    half = CHECK_HALF_LENGTH_MM * np.asarray(found.axis_lps, float)
+    return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM)
 
 
 def compare_measurements(unet: Optional[PedicleMeasurement],
