@@ -54,18 +54,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MPD below which a pedicle is labelled high risk (CT manifests)")
     parser.add_argument("--no-measure", action="store_true",
                         help="cls: crop the isthmus slices at the truth's isthmus centre "
-                             "instead of running c2net.measure")
+                             "instead of measuring it (by default each isthmus is measured once "
+                             "by c2net.measure on the true mask, as at run time, cached, and the "
+                             "items are re-cut around it every epoch)")
+    parser.add_argument("--centre-jitter-mm", type=float, default=None,
+                        help="cls: standard deviation (mm, per axis) of the random shift of "
+                             "the measured isthmus centre (default: the measurement's own "
+                             "error on the training cases, robust sd per axis; 0 = none)")
     parser.add_argument("--init-from", type=Path, default=None, metavar="BEST_PT",
                         help="start from the weights (and normalisation) of an earlier run's "
                              "best.pt of the same network instead of random weights (fine-tuning "
-                             "or continuing a run that hit --max-minutes); for seg also an "
-                             "exported U-Net .onnx")
+                             "or continuing a run that hit --max-minutes); also an exported "
+                             ".onnx of that network (fp16 weights widened)")
     parser.add_argument("--domain-randomisation", action="store_true",
-                        help="seg: SynthSeg-style randomised patches (tissue intensities, bias "
-                             "field, scanner resolution, noise, gamma, elastic deformation)")
+                        help="SynthSeg-style randomised training data (tissue intensities, "
+                             "bias field, scanner resolution, noise, gamma; seg: also elastic "
+                             "deformation; cls: the five slices re-rendered from the CT slab "
+                             "around the measured isthmus with a drawn slice profile)")
     parser.add_argument("--p-randomise", type=float, default=1.0,
-                        help="seg: share of patches randomised with --domain-randomisation "
-                             "(default 1)")
+                        help="share of patches (seg) or items (cls) randomised with "
+                             "--domain-randomisation (default 1)")
     parser.add_argument("--real-manifest", type=Path, default=None,
                         help="seg: a CT manifest of real scans with labels (e.g. from "
                              "'python -m c2net.training.real_labels'), used for training only")
@@ -89,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         init_from=str(args.init_from) if args.init_from else None,
         domain_randomisation=args.domain_randomisation, p_randomise=args.p_randomise,
         real_manifest=str(args.real_manifest) if args.real_manifest else None,
-        real_share=args.real_share)
+        real_share=args.real_share, centre_jitter_mm=args.centre_jitter_mm)
     fn = train_seg if args.network == "seg" else train_cls
     splits = range(args.repeats) if args.all_splits else [args.split]
     summaries = []

@@ -624,3 +624,234 @@ def mean_std(arrays: Sequence[np.ndarray]) -> Tuple[float, float]:
     ss = sum(float(np.sum(np.square(a, dtype=np.float64))) for a in arrays)
     mean = s / n
     return mean, float(np.sqrt(max(ss / n - mean * mean, 1e-12)))
+
+
+# --------------------------------------------------------------------------- classifier slabs
+#: Slices kept above and below the five classifier slices in a training slab: up to 2 for a
+#: jitter of the centre along z and 2 (:data:`c2net.training.randomise.SLAB_HALF`) for a drawn
+#: scanner's slice profile.
+CLS_SLAB_HALO = 4
+CLS_Z_JITTER_MAX = 2
+
+
+def _measured_centre(ct: sitk.Image, mask: sitk.Image, side: str):
+    """Isthmus centre (LPS mm) measured by ``c2net.measure`` on ``mask`` (the run-time
+    path), or ``(None, reason)`` when the measurement refuses."""
+    from .. import measure
+
+    try:
+        m = measure.measure_pedicle(ct, mask, side)
+    except Exception as exc:  # noqa: BLE001 - recorded; the caller falls back to the truth
+        return None, f"{type(exc).__name__}: {exc}"
+    return np.asarray(m.isthmus_center_lps_mm, float), "measure"
+
+
+def preprocess_cls_slab(case: CTCase, cache_dir: Optional[Path] = None) -> dict:
+    """Both sides of one case as re-cuttable training slabs for the classifier.
+
+    Per side (left, right): the isthmus is **measured** once with ``c2net.measure`` on the
+    true pedicle mask (as at run time, where the mask comes from the segmenter), and the
+    canonical 1 mm CT around that centre is kept as ``hu`` (2, 5 + 2 * CLS_SLAB_HALO, 64, 64)
+    int16: its middle five slices are exactly the run-time crop
+    (:func:`c2net.measure.isthmus_slices`), the halo lets training move the centre along z
+    and apply a drawn slice profile. Also: ``area`` (2, Z) the true mask's area per slab
+    slice (orders the five slices wide -> narrow like the run time), ``centre`` (2, 3) the
+    measured centres, ``truth_centre`` (2, 3), ``mpd`` (2,), ``measured`` (2,) bool (False:
+    the measurement refused and the slab is centred on the true isthmus), ``levels`` (4,)
+    the case's own tissue levels (fat, soft, cancellous, cortex HU;
+    :func:`c2net.training.randomise.source_levels` over the C2 box) for the domain
+    randomisation. Cached: the measurement runs once per case.
+    """
+    from .randomise import source_levels
+
+    z = CLS_SLICE_SHAPE[0] + 2 * CLS_SLAB_HALO
+    size = (CLS_SLICE_SHAPE[2], CLS_SLICE_SHAPE[1], z)
+    params = {"v": 1, "size": list(size)}
+
+    def build():
+        truth = case.load_truth()
+        ct = sitk.ReadImage(str(case.ct), sitk.sitkFloat32)
+        lab = sitk.ReadImage(str(case.labels))
+        hus, areas, centres, tcs, mpds, measured, why = [], [], [], [], [], [], []
+        for side, value in (("left", LEFT_PEDICLE_LABEL), ("right", RIGHT_PEDICLE_LABEL)):
+            mask = sitk.Cast(lab == value, sitk.sitkUInt8)
+            tc = truth_isthmus_centre(truth, side)
+            c, reason = _measured_centre(ct, mask, side)
+            if c is None:
+                if tc is None:
+                    raise InputError(f"case {case.patient_id}: the {side} isthmus could not be "
+                                     f"measured ({reason}) and truth.json has no isthmus centre",
+                                     "Give isthmus_center_lps_mm in truth.json.")
+                c = np.asarray(tc, float)
+            hu = sitk.GetArrayFromImage(canonical_roi(ct, c, size))[:z]
+            m = sitk.GetArrayFromImage(canonical_roi(mask, c, size, 0.0, "label"))[:z]
+            hus.append(np.clip(np.round(hu), -32768, 32767).astype(np.int16))
+            areas.append((m > 0).reshape(z, -1).sum(axis=1).astype(np.int32))
+            centres.append(c)
+            tcs.append(np.asarray(tc, float) if tc is not None else np.full(3, np.nan))
+            mpds.append(truth_mpd(case, truth, side))
+            measured.append(reason == "measure")
+            why.append(reason)
+        box = sitk.GetArrayFromImage(canonical_roi(ct, truth["c2_center_lps_mm"], SEG_ROI_MM))
+        return {"hu": np.stack(hus), "area": np.stack(areas), "centre": np.stack(centres),
+                "truth_centre": np.stack(tcs), "mpd": np.asarray(mpds, np.float32),
+                "measured": np.asarray(measured), "reason": np.asarray(why),
+                "levels": np.asarray(source_levels(box), np.float32)}
+
+    return _cached(cache_dir, "clsslab", [case.ct, case.labels, case.truth], params, build)
+
+
+@dataclass
+class ClsSlabs:
+    """Classifier training slabs (see :func:`preprocess_cls_slab`), one row per pedicle."""
+
+    hu: np.ndarray            # (N, Z, 64, 64) int16
+    area: np.ndarray          # (N, Z)
+    centre: np.ndarray        # (N, 3) measured isthmus centre
+    other_centre: np.ndarray  # (N, 3) the other side's measured centre
+    truth_centre: np.ndarray  # (N, 3)
+    levels: np.ndarray        # (N, 4)
+    measured: np.ndarray      # (N,) bool
+    y: np.ndarray
+    mpd_mm: np.ndarray
+    patient_ids: List[str]
+    sides: List[str]
+
+    def centre_error(self) -> np.ndarray:
+        """(n, 3) measured - true isthmus centre (mm) of the measured sides with a truth."""
+        ok = self.measured & np.all(np.isfinite(self.truth_centre), axis=1)
+        return (self.centre - self.truth_centre)[ok]
+
+
+def build_cls_slabs(manifest: Path, cache_dir: Optional[Path] = None,
+                    cutoff_mm: float = HIGH_RISK_CUTOFF_MM) -> ClsSlabs:
+    """The slabs of every case of a CT manifest (measured once, cached)."""
+    if manifest_format(manifest) != "ct":
+        raise InputError("domain-randomised classifier training needs a CT manifest "
+                         "(ct, labels, truth)",
+                         "Give the manifest written by 'c2net phantom --cohort N DIR', or leave "
+                         "--domain-randomisation out for the paper's slice form.")
+    cases = read_ct_manifest(manifest)
+    cols: Dict[str, list] = {k: [] for k in ("hu", "area", "centre", "other", "truth", "levels",
+                                             "measured", "y", "mpd", "pid", "side")}
+    for i, case in enumerate(cases):
+        d = preprocess_cls_slab(case, cache_dir)
+        for k, side in enumerate(("left", "right")):
+            cols["hu"].append(d["hu"][k])
+            cols["area"].append(d["area"][k])
+            cols["centre"].append(d["centre"][k])
+            cols["other"].append(d["centre"][1 - k])
+            cols["truth"].append(d["truth_centre"][k])
+            cols["levels"].append(d["levels"])
+            cols["measured"].append(bool(d["measured"][k]))
+            cols["mpd"].append(float(d["mpd"][k]))
+            cols["y"].append(int(d["mpd"][k] < cutoff_mm))
+            cols["pid"].append(case.patient_id)
+            cols["side"].append(side)
+        _progress(i + 1, len(cases), "measuring isthmi for the classifier")
+    return ClsSlabs(np.stack(cols["hu"]), np.stack(cols["area"]), np.stack(cols["centre"]),
+                    np.stack(cols["other"]), np.stack(cols["truth"]), np.stack(cols["levels"]),
+                    np.asarray(cols["measured"]), np.asarray(cols["y"], np.int64),
+                    np.asarray(cols["mpd"], np.float32), cols["pid"], cols["side"])
+
+
+@dataclass
+class ClsAugment:
+    """How a classifier training item is re-cut from its slab (:func:`cut_cls_item`).
+
+    ``centre_jitter_mm``: standard deviation (x, y, z in mm) of a normal shift of the
+    measured isthmus centre, mimicking the measurement's own error (the trainer sets it from
+    the measured-vs-true centres of the training cases); z is rounded to whole 1 mm slices
+    and capped at :data:`CLS_Z_JITTER_MAX`. ``domain_randomisation``: with probability
+    ``p_randomise`` the item gets a drawn scanner's slice profile and the SynthSeg-style look
+    of :func:`c2net.training.randomise.randomise_stack`; otherwise (and always without it) a
+    light intensity scale/shift and noise in HU. Rotation in-plane about the centre and a
+    left-right mirror (the risk label does not depend on the side) apply to every item.
+    """
+
+    centre_jitter_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    domain_randomisation: bool = False
+    p_randomise: float = 1.0
+    max_rotation_deg: float = 15.0
+    flip: bool = True
+    intensity_shift_hu: float = 50.0
+    intensity_scale: Tuple[float, float] = (0.95, 1.05)
+    max_noise_hu: float = 30.0
+
+
+def cut_cls_item(slabs: ClsSlabs, i: int, rng: Optional[np.random.Generator] = None,
+                 aug: Optional[ClsAugment] = None) -> np.ndarray:
+    """Classifier input (5, 64, 64) window units of pedicle ``i`` cut from its slab.
+
+    Without ``rng`` the run-time input exactly: the five middle slices (the measured centre),
+    ordered wide -> narrow by the mask's area as :func:`c2net.measure.isthmus_slices` does,
+    through the own-side aperture, windowed. With ``rng``: the centre moved (``aug``), the
+    slices (re-)rendered from the slab - a drawn slice profile and the randomised look when
+    randomised - rotated about the moved centre, then the same ordering, aperture and window,
+    so that the aperture stays centred where the run time centres it.
+    """
+    from .randomise import (
+        SLAB_HALF,
+        DomainRandomisation,
+        draw_scanner,
+        randomise_stack,
+        slab_weights,
+    )
+
+    hu = slabs.hu[i]
+    n = CLS_SLICE_SHAPE[0]
+    h0 = CLS_SLAB_HALO
+    dxy = np.zeros(2)
+    rand = False
+    if rng is not None:
+        aug = aug or ClsAugment()
+        sx, sy, sz = aug.centre_jitter_mm
+        jz = int(np.clip(np.round(rng.normal(0.0, sz)) if sz > 0 else 0,
+                         -CLS_Z_JITTER_MAX, CLS_Z_JITTER_MAX))
+        dxy = np.array([rng.normal(0.0, sy) if sy > 0 else 0.0,     # rows = P (y)
+                        rng.normal(0.0, sx) if sx > 0 else 0.0])    # columns = L (x)
+        rand = aug.domain_randomisation and rng.random() < aug.p_randomise
+    else:
+        jz = 0
+    idx = np.arange(n) + h0 + jz
+    if rand:
+        dr = DomainRandomisation()
+        scanner = draw_scanner(rng, dr)
+        w = slab_weights(scanner["slice_mm"]).astype(np.float32)
+        src = hu.astype(np.float32)
+        stack = np.stack([np.tensordot(w, src[k - SLAB_HALF:k + SLAB_HALF + 1], axes=1)
+                          for k in idx])
+    else:
+        stack = hu[idx].astype(np.float32)
+    if rng is not None:
+        ang = rng.uniform(-aug.max_rotation_deg, aug.max_rotation_deg)
+        hw = stack.shape[1:]
+        c = (np.asarray(hw, float) - 1) / 2.0 + dxy
+        stack = np.stack([_affine_2d(s, c, hw, ang, 1.0, 1, -1024.0) for s in stack])
+        if rand:
+            stack = randomise_stack(stack, rng, tuple(float(v) for v in slabs.levels[i]), dr,
+                                    scanner)
+        else:
+            body = stack > -500.0
+            stack = np.where(body, stack * rng.uniform(*aug.intensity_scale)
+                             + rng.uniform(-aug.intensity_shift_hu, aug.intensity_shift_hu),
+                             stack)
+            stack = stack + rng.normal(0.0, rng.uniform(0, aug.max_noise_hu), size=stack.shape)
+    area = slabs.area[i][idx]
+    if area[0] != area[-1] and area[0] < area[-1]:       # wide end first, as at run time
+        stack = stack[::-1]
+    radius = aperture_radius_mm(slabs.centre[i], slabs.other_centre[i])
+    x = window_unit(own_side_view(stack, radius))
+    if rng is not None and aug.flip and rng.random() < 0.5:
+        x = x[:, :, ::-1]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def robust_spread(err: np.ndarray, floor_mm: float = 0.5) -> Tuple[float, float, float]:
+    """Per-axis robust standard deviation (1.4826 x MAD about the median), at least
+    ``floor_mm``: the typical error of the measured isthmus centre."""
+    e = np.asarray(err, float).reshape(-1, 3)
+    if len(e) < 3:
+        return (floor_mm,) * 3
+    mad = 1.4826 * np.median(np.abs(e - np.median(e, axis=0)), axis=0)
+    return tuple(float(max(v, floor_mm)) for v in mad)

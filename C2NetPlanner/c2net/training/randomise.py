@@ -158,3 +158,39 @@ def randomise_patch(img_hu: np.ndarray, rng: np.random.Generator,
     inside = (out > WINDOW_LO_HU) & (out < WINDOW_HI_HU)
     out = np.where(inside, WINDOW_LO_HU + unit * (WINDOW_HI_HU - WINDOW_LO_HU), out)
     return out.astype(np.float32)
+
+
+def randomise_stack(stack_hu: np.ndarray, rng: np.random.Generator,
+                    levels: Tuple[float, float, float, float],
+                    cfg: DomainRandomisation = DomainRandomisation(),
+                    scanner: Optional[dict] = None) -> np.ndarray:
+    """One randomised look of a (D, H, W) HU stack of neighbouring 1 mm slices (the
+    classifier's five isthmus slices): the same drawn scan for every slice - tissue levels,
+    bias field and gain, in-plane blur of ``scanner`` - with noise drawn per voxel and one
+    gamma. The slice profile across the slices is applied by the caller (it holds the halo)."""
+    stack = np.asarray(stack_hu, np.float64)
+    fat, soft, canc, cortex = levels
+    src = _increasing([-1024.0, fat, soft, canc, cortex, cortex + 1000.0])
+    t_cortex = rng.uniform(*cfg.cortex_hu)
+    dst = _increasing([-1024.0, rng.uniform(*cfg.fat_hu), rng.uniform(*cfg.soft_hu),
+                       rng.uniform(*cfg.cancellous_hu), t_cortex,
+                       t_cortex + 1000.0 * t_cortex / max(cortex - soft, 1.0)])
+    out = np.interp(stack, src, dst)
+    h, w = out.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx / max(w - 1, 1)) * 2 - 1, (yy / max(h - 1, 1)) * 2 - 1
+    terms = np.stack([u, v, u * v, u * u, v * v])
+    field = np.tensordot(rng.uniform(-1, 1, size=len(terms)), terms, axes=1)
+    field *= cfg.bias_hu * rng.uniform(0, 1) / max(np.abs(field).max(), 1e-6)
+    body = out > -500.0
+    out = np.where(body, out * rng.uniform(*cfg.gain) + field[None], out)
+    scanner = scanner or draw_scanner(rng, cfg)
+    sigma = min(inplane_sigma_px(scanner["pixel_mm"], scanner["kernel_px"]), cfg.max_blur_px)
+    if sigma > 0.05:
+        out = ndimage.gaussian_filter(out, (0.0, sigma, sigma))
+    out = out + rng.normal(0.0, rng.uniform(*cfg.noise_hu), size=out.shape)
+    g = rng.uniform(*cfg.gamma)
+    unit = np.clip((out - WINDOW_LO_HU) / (WINDOW_HI_HU - WINDOW_LO_HU), 0.0, 1.0) ** g
+    inside = (out > WINDOW_LO_HU) & (out < WINDOW_HI_HU)
+    out = np.where(inside, WINDOW_LO_HU + unit * (WINDOW_HI_HU - WINDOW_LO_HU), out)
+    return out.astype(np.float32)

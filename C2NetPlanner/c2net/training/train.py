@@ -66,8 +66,10 @@ class TrainConfig:
     cutoff_mm: float = D.HIGH_RISK_CUTOFF_MM
     use_measure: bool = True
     init_from: Optional[str] = None           # warm start: best.pt of an earlier run
-    domain_randomisation: bool = False        # seg: SynthSeg-style patches (training.randomise)
-    p_randomise: float = 1.0                  # seg: share of patches randomised (with the above)
+    domain_randomisation: bool = False        # SynthSeg-style patches / items (training.randomise)
+    p_randomise: float = 1.0                  # share of patches / items randomised (with the above)
+    centre_jitter_mm: Optional[float] = None  # cls: sd of the isthmus-centre jitter (None: the
+    #                                           measurement's own error on the training cases)
     real_manifest: Optional[str] = None       # seg: extra CT manifest (real scans), training only
     real_share: float = 0.3                   # seg: share of patches drawn from real_manifest
     quiet: bool = False
@@ -237,10 +239,11 @@ def _read_checkpoint(path: str, kind: str) -> dict:
     return ck
 
 
-def checkpoint_from_onnx(path: str) -> dict:
-    """A segmentation checkpoint (architecture, weights, normalisation) read back from an
-    exported U-Net ``.onnx`` (its initialisers carry the state-dict names; fp16 weights are
-    widened to float32), so a shipped model can be fine-tuned without its ``best.pt``."""
+def checkpoint_from_onnx(path: str, kind: str = "segmentation") -> dict:
+    """A checkpoint (architecture, weights, normalisation) read back from an exported U-Net
+    or C3D ``.onnx`` (its initialisers carry the state-dict names, prefixed ``net.`` in the
+    C3D's Grad-CAM wrapper; fp16 weights are widened to float32), so a shipped model can be
+    fine-tuned without its ``best.pt``."""
     import onnx
     from onnx import numpy_helper
 
@@ -252,22 +255,33 @@ def checkpoint_from_onnx(path: str) -> dict:
         raise InputError(f"cannot read the warm-start model {path}: {exc}",
                          "Give an .onnx exported by 'c2net export' or a best.pt.") from exc
     meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("c2net.kind") != "segmentation":
-        raise InputError(f"{path} is not a c2net segmentation model",
-                         "Give the U-Net .onnx exported by 'c2net export'.")
+    if meta.get("c2net.kind") != kind:
+        raise InputError(f"{path} is not a c2net {kind} model",
+                         f"Give the {'U-Net' if kind == 'segmentation' else 'C3D'} .onnx "
+                         "exported by 'c2net export'.")
+    prefixes = ("down.", "up.", "head.") if kind == "segmentation" else ("net.",)
     state = {}
     for init in model.graph.initializer:
         name = init.name[:-len("__fp16")] if init.name.endswith("__fp16") else init.name
-        if name.startswith(("down.", "up.", "head.")):
+        if name.startswith(prefixes):
+            if kind == "classifier":
+                name = name[len("net."):]
             state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
-    widths = [int(state[f"down.{i}.0.weight"].shape[0]) for i in range(5)]
     norm = json.loads(meta.get("c2net.normalisation", "{}"))
-    return {"kind": "segmentation", "state_dict": state,
-            "arch": {"in_channels": 3, "n_classes": 3, "widths": widths},
-            "normalisation": {"mean": float(norm["mean"]), "std": float(norm["std"])},
-            "epoch": None, "config": None,
-            "warm_start": {"onnx": str(path), "id": meta.get("c2net.id"),
-                           "version": meta.get("c2net.version")}}
+    if kind == "segmentation":
+        widths = [int(state[f"down.{i}.0.weight"].shape[0]) for i in range(5)]
+        arch = {"in_channels": 3, "n_classes": 3, "widths": widths}
+    else:
+        arch = {k: v for k, v in json.loads(meta.get("c2net.architecture", "{}")).items()
+                if k != "kind"}
+    ck = {"kind": kind, "state_dict": state, "arch": arch,
+          "normalisation": {"mean": float(norm["mean"]), "std": float(norm["std"])},
+          "epoch": None, "config": None,
+          "warm_start": {"onnx": str(path), "id": meta.get("c2net.id"),
+                         "version": meta.get("c2net.version")}}
+    if kind == "classifier":
+        ck["temperature"] = float(meta.get("c2net.temperature", 1.0))
+    return ck
 
 
 def _load_weights(net: torch.nn.Module, ck: dict, path: str) -> None:
@@ -460,8 +474,24 @@ def binary_metrics(p_high: np.ndarray, y: np.ndarray, threshold: float = 0.5) ->
 
 
 def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) -> dict:
-    """Train the C3D on a CT or slice manifest, then calibrate its temperature on validation."""
+    """Train the C3D on a CT or slice manifest, then calibrate its temperature on validation.
+
+    CT manifest with ``use_measure`` (the default): every isthmus is measured once by
+    ``c2net.measure`` on the true pedicle mask (cached, :func:`c2net.training.data.build_cls_slabs`)
+    and every training item is re-cut around that centre, jittered by the measurement's
+    typical error, optionally domain-randomised (:func:`c2net.training.data.cut_cls_item`).
+    ``use_measure`` False (``--no-measure``) or a slice manifest: fixed items (the true
+    isthmus crop, or the paper's five images) with the light window-unit augmentation.
+    """
     cfg = cfg or TrainConfig()
+    if cfg.use_measure and D.manifest_format(manifest) == "ct":
+        return _train_cls_slabs(manifest, out_dir, cfg)
+    if cfg.domain_randomisation:
+        from ..errors import InputError
+
+        raise InputError("domain randomisation of the classifier re-cuts its slices from the CT "
+                         "around the measured isthmus",
+                         "Give a CT manifest and leave --no-measure out.")
     device = _setup(cfg)
     out_dir = Path(out_dir)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache"
@@ -469,51 +499,93 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     split = patient_splits(ds.patient_ids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
     tr, va = split_indices(ds.patient_ids, split)
     mean, std = D.mean_std([ds.x[tr]])
+    net, arch, init, mean, std = _cls_net(cfg, list(ds.x.shape[1:]), mean, std)
+    net = net.to(device)
+
+    def batch(idx, rng):
+        return D.augment_cls(ds.x[idx], rng)
+
+    def val_set():
+        return [("", ds.x[va], ds.y[va])]
+
+    statement = _data_statement(manifest, len(set(ds.patient_ids)), len(set(split[0])),
+                                len(set(split[1]))) + f"; isthmus slices from {ds.source}"
+    view = "full_crop" if "slice_images" in ds.source else D.CLS_VIEW
+    summary = _fit_cls(net, arch, init, mean, std, ds.y, tr, va, batch, val_set, split, statement,
+                       view, cfg, out_dir, device)
+    summary.update(class_balance={"high_risk": int(ds.y.sum()), "low_risk": int((1 - ds.y).sum())})
+    _write_summary(summary, out_dir)
+    return summary
+
+
+def _cls_net(cfg: TrainConfig, input_shape, mean: float, std: float):
+    """The C3D of this run (warm-started from ``cfg.init_from``, a best.pt or an exported
+    .onnx, whose normalisation is then kept)."""
     arch = {"in_channels": 3, "n_classes": 2, "widths": list(cfg.widths or C3D_PAPER_WIDTHS),
-            "fc": list(cfg.fc or C3D_PAPER_FC), "input_shape": list(ds.x.shape[1:]), "dropout": 0.5}
+            "fc": list(cfg.fc or C3D_PAPER_FC), "input_shape": list(input_shape), "dropout": 0.5}
+    init = None
+    if cfg.init_from:
+        init = (checkpoint_from_onnx(cfg.init_from, "classifier")
+                if str(cfg.init_from).endswith(".onnx")
+                else _read_checkpoint(cfg.init_from, "classifier"))
+        if cfg.widths is None and cfg.fc is None and init.get("arch"):
+            arch = dict(arch, widths=list(init["arch"]["widths"]), fc=list(init["arch"]["fc"]))
     net = C3D(**arch)
-    init = _read_checkpoint(cfg.init_from, "classifier") if cfg.init_from else None
     if init:   # warm start: same architecture, the checkpoint's normalisation
         _load_weights(net, init, cfg.init_from)
         mean, std = init["normalisation"]["mean"], init["normalisation"]["std"]
-    net = net.to(device)
+    return net, arch, init, mean, std
+
+
+def _fit_cls(net, arch, init, mean, std, y, tr, va, batch, val_set, split, statement, view,
+             cfg: TrainConfig, out_dir: Path, device, extra_checkpoint: Optional[dict] = None
+             ) -> dict:
+    """The classifier's loop and temperature calibration, shared by both data paths.
+
+    ``batch(idx, rng)`` gives the (B, 5, H, W) window-unit training items; ``val_set()`` a
+    list of (tag, x, y) validation sets (fixed): the validation loss is their mean, the
+    metrics are reported per set, the temperature is fitted on all of them together."""
+    out_dir = Path(out_dir)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.steps_per_epoch or int(math.ceil(len(tr) / cfg.batch_size))
     order_state = {"order": None, "pos": 0}
+    vsets = val_set()
 
     def train_step(rng):
         if order_state["order"] is None or order_state["pos"] >= len(tr):
             order_state["order"], order_state["pos"] = rng.permutation(tr), 0
         idx = order_state["order"][order_state["pos"]:order_state["pos"] + cfg.batch_size]
         order_state["pos"] += cfg.batch_size
-        x = D.augment_cls(ds.x[idx], rng)[:, None]
+        x = batch(idx, rng)[:, None]
         xt = _standardise(x, mean, std).to(device)
-        yt = torch.from_numpy(ds.y[idx]).to(device)
+        yt = torch.from_numpy(y[idx]).to(device)
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(xt), yt)
         loss.backward()
         opt.step()
         return float(loss.item()), len(idx)
 
-    def val_logits(index):
+    def logits_of(x):
         out = []
-        for i in range(0, len(index), 16):
-            xt = _standardise(ds.x[index[i:i + 16]][:, None], mean, std).to(device)
+        for i in range(0, len(x), 16):
+            xt = _standardise(x[i:i + 16][:, None], mean, std).to(device)
             out.append(net(xt).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
     def validate():
         order_state["order"] = None  # every epoch starts a fresh permutation
-        lg = val_logits(va)
-        loss = float(F.cross_entropy(torch.from_numpy(lg), torch.from_numpy(ds.y[va])).item())
-        m = binary_metrics(softmax(lg)[:, 1], ds.y[va])
-        return loss, {"val_accuracy": m["accuracy"], "val_auc": m["auc"]}
-
-    statement = _data_statement(manifest, len(set(ds.patient_ids)), len(set(split[0])),
-                                len(set(split[1]))) + f"; isthmus slices from {ds.source}"
+        losses, metrics = [], {}
+        for tag, xv, yv in vsets:
+            lg = logits_of(xv)
+            losses.append(float(F.cross_entropy(torch.from_numpy(lg),
+                                                torch.from_numpy(yv)).item()))
+            m = binary_metrics(softmax(lg)[:, 1], yv)
+            sfx = f"_{tag}" if tag else ""
+            metrics.update({f"val_accuracy{sfx}": m["accuracy"], f"val_auc{sfx}": m["auc"]})
+        return float(np.mean(losses)), metrics
 
     def make_checkpoint():
-        return {
+        ck = {
             "kind": "classifier", "arch": arch, "state_dict": {k: v.detach().cpu().clone()
                                                                for k, v in net.state_dict().items()},
             "normalisation": {"mean": mean, "std": std},
@@ -521,10 +593,13 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
             "classes": CLS_CLASSES, "cutoff_mm": cfg.cutoff_mm, "config": _config_dict(cfg),
             "split": {"index": cfg.split, "train": split[0], "val": split[1]},
             "training_data": statement, "c2net_version": __version__, "temperature": 1.0,
-            "view": "full_crop" if "slice_images" in ds.source else D.CLS_VIEW,
+            "view": view,
             "warm_start": None if not init else {"checkpoint": str(cfg.init_from),
-                                                 "epoch": init.get("epoch")},
+                                                 "epoch": init.get("epoch"),
+                                                 "warm_start": init.get("warm_start")},
         }
+        ck.update(extra_checkpoint or {})
+        return ck
 
     summary = fit(net, train_step, validate, steps, cfg, out_dir, make_checkpoint, opt,
                   f"C3D {tuple(arch['widths'])}, split {cfg.split}")
@@ -533,18 +608,78 @@ def train_cls(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
     net.load_state_dict(best["state_dict"])
     net.eval()
     with torch.no_grad():
-        lg = val_logits(va)
-    t = fit_temperature(lg, ds.y[va])
+        lg = np.concatenate([logits_of(xv) for _, xv, _ in vsets])
+    yv = np.concatenate([v[2] for v in vsets])
+    t = fit_temperature(lg, yv)
     best["temperature"] = t
     best["val_calibration"] = {
-        "brier_uncalibrated": brier_score(softmax(lg)[:, 1], ds.y[va]),
-        "brier_calibrated": brier_score(softmax(lg, t)[:, 1], ds.y[va]),
-        **{f"val_{k}": v for k, v in binary_metrics(softmax(lg, t)[:, 1], ds.y[va]).items()},
+        "brier_uncalibrated": brier_score(softmax(lg)[:, 1], yv),
+        "brier_calibrated": brier_score(softmax(lg, t)[:, 1], yv),
+        "sets": [tag or "clean" for tag, _, _ in vsets],
+        **{f"val_{k}": v for k, v in binary_metrics(softmax(lg, t)[:, 1], yv).items()},
     }
     _atomic_save(best, out_dir / "best.pt")
     summary.update(kind="classifier", parameters=count_parameters(net), steps_per_epoch=steps,
                    device=str(device), training_data=statement, n_train=len(tr), n_val=len(va),
-                   temperature=t, val_calibration=best["val_calibration"],
-                   class_balance={"high_risk": int(ds.y.sum()), "low_risk": int((1 - ds.y).sum())})
+                   temperature=t, val_calibration=best["val_calibration"])
+    return summary
+
+
+def _train_cls_slabs(manifest: Path, out_dir: Path, cfg: TrainConfig) -> dict:
+    """Classifier training on items re-cut at the measured isthmus (see :func:`train_cls`)."""
+    device = _setup(cfg)
+    out_dir = Path(out_dir)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache"
+    sl = D.build_cls_slabs(manifest, cache, cfg.cutoff_mm)
+    split = patient_splits(sl.patient_ids, cfg.n_repeats, cfg.val_fraction, cfg.seed)[cfg.split]
+    tr, va = split_indices(sl.patient_ids, split)
+    trs = set(int(i) for i in tr)
+    err = sl.centre_error()
+    err_tr = (sl.centre - sl.truth_centre)[[i for i in range(len(sl.y)) if i in trs
+                                            and sl.measured[i]
+                                            and np.all(np.isfinite(sl.truth_centre[i]))]]
+    if cfg.centre_jitter_mm is None:
+        jitter = D.robust_spread(err_tr)
+    else:
+        jitter = (float(cfg.centre_jitter_mm),) * 3
+    aug = D.ClsAugment(centre_jitter_mm=jitter, domain_randomisation=cfg.domain_randomisation,
+                       p_randomise=cfg.p_randomise)
+    clean = np.stack([D.cut_cls_item(sl, i) for i in range(len(sl.y))])
+    mean, std = D.mean_std([clean[tr]])
+    net, arch, init, mean, std = _cls_net(cfg, list(clean.shape[1:]), mean, std)
+    net = net.to(device)
+
+    def batch(idx, rng):
+        return np.stack([D.cut_cls_item(sl, int(i), rng, aug) for i in idx])
+
+    def val_set():
+        sets = [("", clean[va], sl.y[va])]
+        if cfg.domain_randomisation:
+            rng = np.random.default_rng([cfg.seed, 99])
+            vaug = D.ClsAugment(centre_jitter_mm=jitter, domain_randomisation=True, p_randomise=1.0)
+            xr = np.stack([D.cut_cls_item(sl, int(i), rng, vaug) for i in va])
+            sets.append(("randomised", xr, sl.y[va]))
+        return sets
+
+    n_meas = int(sl.measured.sum())
+    statement = (_data_statement(manifest, len(set(sl.patient_ids)), len(set(split[0])),
+                                 len(set(split[1])))
+                 + f"; isthmus slices re-cut around the isthmus measured by c2net.measure on the "
+                   f"true masks ({n_meas} of {len(sl.y)} sides; the rest at the true isthmus), "
+                   f"centre jittered by sd {', '.join(f'{v:.2f}' for v in jitter)} mm (x, y, z)")
+    if cfg.domain_randomisation:
+        statement += (f"; SynthSeg-style domain randomisation of {100 * cfg.p_randomise:.0f} % "
+                      "of the items (c2net.training.randomise)")
+    centre_error = {"n": int(len(err)),
+                    "median_abs_mm": [float(v) for v in np.median(np.abs(err), axis=0)]
+                    if len(err) else None,
+                    "robust_sd_mm": list(D.robust_spread(err)) if len(err) else None,
+                    "max_norm_mm": float(np.linalg.norm(err, axis=1).max()) if len(err) else None}
+    summary = _fit_cls(net, arch, init, mean, std, sl.y, tr, va, batch, val_set, split, statement,
+                       D.CLS_VIEW, cfg, out_dir, device,
+                       {"centre_jitter_mm": list(jitter), "measured_centre_error": centre_error})
+    summary.update(class_balance={"high_risk": int(sl.y.sum()), "low_risk": int((1 - sl.y).sum())},
+                   centre_jitter_mm=list(jitter), measured_centre_error=centre_error,
+                   n_measured_sides=n_meas)
     _write_summary(summary, out_dir)
     return summary
