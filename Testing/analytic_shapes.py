@@ -31,6 +31,16 @@ class Tube:
     # When it reaches into the tube, the ring opens onto the foramen there.
     foramen_radius_mm: float = 0.0
     foramen_offset_mm: float = 0.0
+    # the cortex thickens along the axis: cortex(t) = cortex_mm + cortex_slope_per_mm * t
+    # (at least 0.2 mm), so the canal's narrowest point lies off the outer's
+    cortex_slope_per_mm: float = 0.0
+
+    def cortex_at(self, t):
+        return np.maximum(self.cortex_mm + self.cortex_slope_per_mm * np.asarray(t, float), 0.2)
+
+    def true_inner_width(self, t_mm) -> float:
+        """The canal's width along ``width_dir`` at ``t_mm``."""
+        return float(max(self.mpd_mm + self.taper_per_mm2 * t_mm ** 2 - 2 * self.cortex_at(t_mm), 0.0))
 
     @property
     def height_dir(self) -> np.ndarray:
@@ -52,8 +62,9 @@ class Tube:
 
     def inner_inside(self, p: np.ndarray) -> np.ndarray:
         t, x, y = self.coords(p)
-        a = 0.5 * (self.mpd_mm + self.taper_per_mm2 * t**2) - self.cortex_mm
-        b = 0.5 * (self.height_mm + self.taper_per_mm2 * t**2) - self.cortex_mm
+        c = self.cortex_at(t)
+        a = 0.5 * (self.mpd_mm + self.taper_per_mm2 * t**2) - c
+        b = 0.5 * (self.height_mm + self.taper_per_mm2 * t**2) - c
         a = np.maximum(a, 1e-6)
         b = np.maximum(b, 1e-6)
         return ((x / a) ** 2 + (y / b) ** 2 <= 1.0) & (np.abs(t) <= self.half_length_mm - self.cortex_mm)

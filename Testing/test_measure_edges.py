@@ -107,3 +107,22 @@ def test_transverse_widths_follow_the_given_direction(blurred_tube):
     assert abs(m.inner_width_transverse_mm - (5.0 - 2 * 0.8)) <= 0.8
     m2 = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.height_dir)
     assert m2.outer_width_transverse_mm > m.outer_width_transverse_mm + 2.0
+
+
+def test_inner_width_is_read_where_the_canal_is_narrowest():
+    """The reader's inner width is the minimum of the 1 mm running mean of the canal's
+    transverse width over the closed tube (reference README, step 5), and the outer transverse
+    width is read at that place. Here the cortex thickens along the axis: the canal is
+    narrowest 7 mm from the outer isthmus (2.5 mm there, 3.5 mm at the MPD's section)."""
+    tube = make_tube("left", mpd_mm=5.5, height_mm=8.0, cortex_mm=1.0)
+    tube.cortex_slope_per_mm = 0.14
+    tube.half_length_mm, tube.mask_half_length_mm = 11.0, 8.5
+    ct, mask = tube_ct(tube, spacing=(0.4, 0.4, 0.4), supersample=2, seed=11, hu=(40.0, 1300.0, 300.0))
+    m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
+    ts = np.linspace(-8.0, 8.0, 321)
+    t_min = ts[int(np.argmin([tube.true_inner_width(t) for t in ts]))]
+    assert abs(t_min - 7.0) < 0.1
+    assert abs(m.mpd_mm - 5.5) <= 0.3
+    # five chords 0.25 mm apart across an elliptic canal (half-height 2.5 mm there): 0.992 x
+    assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(t_min)) <= 0.25
+    assert abs(m.outer_width_transverse_mm - (5.5 + tube.taper_per_mm2 * t_min ** 2)) <= 0.4

@@ -94,18 +94,12 @@ def morph(mask: sitk.Image, mm: float) -> sitk.Image:
     return f(mask, [r] * 3)
 
 
-def picture(ct, m, ctx, path, ref):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    sec = ctx.near[len(ctx.near) // 2]
-    u, v = ctx.u, ctx.v
-    ext = 9.0
+def _panel(a, ct, arr, sec, u, v, axis, m, title, ext=9.0):
     ax = np.arange(-ext, ext + 1e-9, 0.1)
     gx, gy = np.meshgrid(ax, ax)
     pts = sec.center + gx[..., None] * u + gy[..., None] * v
-    img = sample(ct, sitk.GetArrayViewFromImage(ct).astype(np.float32), pts, -1000.0)
-    fig, a = plt.subplots(figsize=(5, 5))
+    # the reader's 1 mm thin-slab average
+    img = np.mean([sample(ct, arr, pts + o * axis, -1000.0) for o in (-0.5, -0.25, 0.0, 0.25, 0.5)], axis=0)
     a.imshow(img, cmap="gray", vmin=-200, vmax=1400, extent=(-ext, ext, -ext, ext), origin="lower")
     for r, col, lab in ((sec.r_out, "lime", "outer (blur-corrected)"), (sec.r_out_half, "yellow", "outer half-way"),
                         (sec.r_in_half, "cyan", "inner half-way")):
@@ -113,17 +107,35 @@ def picture(ct, m, ctx, path, ref):
         p = np.vstack([p, p[:1]])
         a.plot(p[:, 0], p[:, 1], color=col, lw=1, label=lab)
     e = np.array([[(np.subtract(q, sec.center)) @ u, (np.subtract(q, sec.center)) @ v] for q in m.mpd_endpoints_lps_mm])
-    a.plot(e[:, 0], e[:, 1], "r-", lw=1.5, label=f"MPD {m.mpd_mm:.2f}")
+    a.plot(e[:, 0], e[:, 1], "r-", lw=1.5, label=f"MPD {m.mpd_mm:.2f} (its section)")
     td = np.asarray(m.transverse_direction_lps)
     t2 = np.array([td @ u, td @ v])
     a.plot([-t2[0] * 6, t2[0] * 6], [-t2[1] * 6, t2[1] * 6], "m--", lw=0.8, label="transverse")
-    a.set_title(f"{path.stem}: inner T {m.inner_width_transverse_mm:.2f} (reader {ref['inner_width_mm']:.2f}), "
-                f"outer T {m.outer_width_transverse_mm:.2f} ({ref['outer_width_transverse_mm']:.2f})", fontsize=7)
-    a.legend(fontsize=6, loc="lower right")
+    a.set_title(title, fontsize=7)
+    a.legend(fontsize=5, loc="lower right")
     a.set_xlabel("u (mm)")
     a.set_ylabel("v (mm, towards superior)")
     a.text(-ext + 0.3, ext - 1.0, "research use only - not a medical device", color="w", fontsize=6)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def picture(ct, m, ctx, path, ref):
+    """The MPD's section and the section where the transverse widths were read (the canal's
+    narrowest point), each a 1 mm slab with the outlines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    arr = sitk.GetArrayViewFromImage(ct).astype(np.float32)
+    sec = ctx.near[len(ctx.near) // 2]
+    tn = ctx.transverse_near or ctx.near
+    sec_t = tn[len(tn) // 2]
+    fig, axs = plt.subplots(1, 2, figsize=(10, 5))
+    _panel(axs[0], ct, arr, sec, ctx.u, ctx.v, ctx.axis, m,
+           f"{path.stem}: MPD section t={sec.t_mm:.2f} mm, MPD {m.mpd_mm:.2f}")
+    _panel(axs[1], ct, arr, sec_t, ctx.u, ctx.v, ctx.axis, m,
+           f"transverse section t={sec_t.t_mm:.2f}: inner T {m.inner_width_transverse_mm:.2f} "
+           f"(reader {ref['inner_width_mm']:.2f}), outer T {m.outer_width_transverse_mm:.2f} "
+           f"({ref['outer_width_transverse_mm']:.2f})")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

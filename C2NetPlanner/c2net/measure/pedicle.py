@@ -14,10 +14,11 @@ search along it; everything else comes from the CT:
    edges) along the axis; a parabola through the profile locates the isthmus; the MPD is the
    median of the sections within +-0.5 mm. Sections that are solid (no medullary dip on most
    rays) are measured like the others - as a bony bar - never skipped.
-4. **What a reader reads.** At the isthmus (1 mm running mean): the medullary canal (inner
-   half-way edges, opened with a 0.5 mm disk) and its transverse width (mean of 5 chords along
-   the vertebra's left-right direction projected onto the plane), and the outer transverse
-   width along the same line.
+4. **What a reader reads.** The medullary canal (inner half-way edges, opened with a 0.5 mm
+   disk) and its transverse width (mean of 5 chords along the vertebra's left-right direction
+   projected onto the plane): the minimum of its 1 mm running mean over the closed tube (the
+   canal's narrowest point, the reader's definition), and the outer transverse width along
+   the same line at that place.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class _Context:
     u: np.ndarray
     v: np.ndarray
     extra: Dict[str, float] = field(default_factory=dict)
+    #: the closed-tube stretch (the sections the reader accepts), in order along the axis
+    tube: List[Section] = field(default_factory=list)
+    #: the sections where the transverse widths were read (set by _set_transverse)
+    transverse_near: List[Section] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -573,35 +578,53 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
         axis_source=source,
         cortical_density_hu=float(sw.cortex_hu) if np.isfinite(sw.cortex_hu) else None,
     )
-    return m, _Context(near=near, axis=axis, u=u, v=v)
+    tube = [secs[j] for j in range(len(secs)) if np.isfinite(widths[j])]
+    return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube)
 
 
 def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> None:
-    """The reader's transverse widths at the isthmus (1 mm running mean over ``ctx.near``)."""
+    """The reader's transverse widths (reference README, steps 5-6): the inner width is the
+    minimum over the closed-tube stretch of the 1 mm running mean of the opened canal's
+    transverse width (the narrowest point of the canal, which a screw must pass; it need not
+    be the section of the smallest outer diameter), and the outer transverse width is read
+    at that place, over the same sections."""
     lr = np.array([1.0, 0.0, 0.0]) if lr_direction_lps is None else np.asarray(lr_direction_lps, float)
     lp = lr - (lr @ ctx.axis) * ctx.axis
     if np.linalg.norm(lp) < 1e-6:
         lp = ctx.u
     l2 = np.array([lp @ ctx.u, lp @ ctx.v])
     l2 /= np.linalg.norm(l2)
-    inner, outer = [], []
-    for s in ctx.near:
-        ext = float(np.nanmax(s.r_out_half)) + 0.2
-        outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
-        if s.solid:
-            canal = np.zeros_like(outer_reg)
-        else:
-            canal, _ = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM)
-        inner.append(_w.chord_widths(canal, ax, l2))
-        if canal.any():
-            yy, xx = np.nonzero(canal)
-            c2 = np.array([ax[xx].mean(), ax[yy].mean()])
-        else:
-            yy, xx = np.nonzero(outer_reg)
-            c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
-        outer.append(_w.chord_widths(outer_reg, ax, l2, c2, n_chords=1))
-    m.inner_width_transverse_mm = float(np.mean(inner))
-    m.outer_width_transverse_mm = float(np.mean(outer))
+    tube = ctx.tube or ctx.near
+    t = np.array([s.t_mm for s in tube])
+    cache: Dict[int, Tuple[float, float]] = {}
+
+    def widths_of(k: int) -> Tuple[float, float]:
+        if k not in cache:
+            s = tube[k]
+            ext = float(np.nanmax(s.r_out_half)) + 0.2
+            outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
+            if s.solid:
+                canal = np.zeros_like(outer_reg)
+            else:
+                canal, _ = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM)
+            inner = _w.chord_widths(canal, ax, l2)
+            if canal.any():
+                yy, xx = np.nonzero(canal)
+                c2 = np.array([ax[xx].mean(), ax[yy].mean()])
+            else:
+                yy, xx = np.nonzero(outer_reg)
+                c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
+            cache[k] = (inner, _w.chord_widths(outer_reg, ax, l2, c2, n_chords=1))
+        return cache[k]
+
+    inner_all = np.array([widths_of(k)[0] for k in range(len(tube))])
+    half = 0.5 * RUNNING_MEAN_MM + 1e-6
+    run = np.array([inner_all[np.abs(t - tk) <= half].mean() for tk in t])
+    k_min = int(np.argmin(run))
+    window = [k for k in range(len(tube)) if abs(t[k] - t[k_min]) <= half]
+    ctx.transverse_near = [tube[k] for k in window]
+    m.inner_width_transverse_mm = float(run[k_min])
+    m.outer_width_transverse_mm = float(np.mean([widths_of(k)[1] for k in window]))
     lp3 = l2[0] * ctx.u + l2[1] * ctx.v
     m.transverse_direction_lps = tuple(float(c) for c in lp3)
 
