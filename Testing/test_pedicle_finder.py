@@ -251,3 +251,17 @@ def test_the_check_measures_the_finder_corridor_where_the_truth_is(small_phantom
         off = PedicleMeasurement(**{**m.__dict__, "isthmus_center_lps_mm": tuple(
             np.add(m.isthmus_center_lps_mm, 6.0 * np.asarray(m.axis_lps)))})
         assert compare_measurements(off, corridor).flagged
+
+
+def test_waist_ranks_before_width():
+    """A segment through a waist outranks a wider one that does not narrow between wider bone
+    (one lying in the body, its least clearance at its end); among waists the wider wins."""
+    from c2net.pedicle_finder.tube import NO_WAIST, WAIST, _best_first, waist_score
+
+    lines = np.array([[3.0, 2.0, 1.5, 2.0, 3.0],      # waist, least 1.5
+                      [2.0, 2.5, 3.0, 3.5, 4.0],      # no waist, least 2.0 (at its end)
+                      [3.5, 2.5, 2.0, 2.5, 3.5]])     # waist, least 2.0
+    score, rank = waist_score(lines)
+    assert list(rank) == [WAIST, NO_WAIST, WAIST]
+    assert score[1] == pytest.approx(2.0) and score[0] > 1.5
+    assert list(_best_first(score, rank)) == [2, 0, 1]

@@ -70,7 +70,10 @@ MASK_HALF_LENGTH_MM = 6.5
 WAIST_RISE_MM = 0.5
 WAIST_RISE_WEIGHT = 0.25
 WAIST_RISE_CAP_MM = 2.0
-NO_WAIST_PENALTY_MM = 100.0
+#: Ranks of a segment, best last: its constriction off the canal wall (not the pedicle), on the
+#: wall without a waist (kept for a pedicle whose clearance nowhere narrows), on the wall
+#: through a waist. Segments are compared by rank first, then by score.
+OFF_THE_CANAL_WALL, NO_WAIST, WAIST = 0, 1, 2
 
 
 @dataclass
@@ -110,11 +113,11 @@ def _segment_clearance(clear: np.ndarray, centres: np.ndarray, dirs: np.ndarray,
                                    cval=0.0).reshape(pts.shape[:2])
 
 
-def waist_score(line: np.ndarray) -> np.ndarray:
-    """Per segment (rows of ``line``: clearance along it) a score: the least clearance when the
-    segment runs through a waist, plus a little for how clearly it widens both ways; else the
-    least clearance less :data:`NO_WAIST_PENALTY_MM` (ranked after every waist, kept for a
-    pedicle whose clearance nowhere narrows).
+def waist_score(line: np.ndarray) -> tuple:
+    """Per segment (rows of ``line``: clearance along it) ``(score, rank)``: the score is the
+    least clearance, plus, when the segment runs through a waist, a little for how clearly it
+    widens both ways; the rank is :data:`WAIST` or :data:`NO_WAIST` (a segment without a waist
+    ranks after every waist, kept for a pedicle whose clearance nowhere narrows).
 
     A waist: the clearance at both ends of the segment exceeds its least value by at least
     ``WAIST_RISE_MM``. The pedicle joins the wider pillar to the wider body, so a segment across
@@ -127,8 +130,14 @@ def waist_score(line: np.ndarray) -> np.ndarray:
     """
     least = line.min(axis=1)
     rise = np.minimum(line[:, 0], line[:, -1]) - least
+    waist = rise >= WAIST_RISE_MM
     bonus = WAIST_RISE_WEIGHT * np.minimum(rise, WAIST_RISE_CAP_MM)
-    return np.where(rise >= WAIST_RISE_MM, least + bonus, least - NO_WAIST_PENALTY_MM)
+    return np.where(waist, least + bonus, least), np.where(waist, WAIST, NO_WAIST)
+
+
+def _best_first(score: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Indices ordered by rank, then score, best first."""
+    return np.lexsort((score, rank))[::-1]
 
 
 def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
@@ -166,15 +175,15 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     angles = np.stack([mg.ravel(), cg.ravel()], axis=1)
     dirs = directions(side, angles[:, 0], angles[:, 1])
     n, m = len(cand), len(dirs)
-    coarse = waist_score(_segment_clearance(clear, np.repeat(cand, m, 0).astype(float),
-                                            np.tile(dirs, (n, 1)), s, order=1))
-    top = np.argsort(coarse)[::-1][:N_REFINED]
+    coarse, coarse_rank = waist_score(_segment_clearance(
+        clear, np.repeat(cand, m, 0).astype(float), np.tile(dirs, (n, 1)), s, order=1))
+    top = _best_first(coarse, coarse_rank)[:N_REFINED]
     # fine: around the best segments, 2.5 deg and the 6 neighbouring voxels, trilinear clearance
     fine = np.arange(-COARSE_STEP_DEG, COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
     shifts = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     geo = canal.per_slice()
     sgn = 1.0 if side == "left" else -1.0
-    best = (-np.inf, None, None, None, None)
+    best = (-1, -np.inf, None, None, None, None)     # rank, score, centre, axis, line, angles
     for t in top:
         p0, a0 = cand[t // m].astype(float), angles[t % m]
         fm, fc = np.meshgrid(a0[0] + fine, a0[1] + fine, indexing="ij")
@@ -188,23 +197,22 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
         cc = np.repeat(cs, len(fd), 0)
         dd = np.tile(fd, (len(cs), 1))
         line = _segment_clearance(clear, cc, dd, s, order=1)
-        sc = waist_score(line)
+        sc, rank = waist_score(line)
         jm = np.argmin(line, axis=1)
         qs = cc + s[jm][:, None] * dd
         cd = ndimage.map_coordinates(canal_dist, qs.T, order=1, mode="nearest")
         g = geo[np.clip(np.rint(qs[:, 0]).astype(int), 0, len(geo) - 1)]
         lateral = sgn * (qs[:, 2] - g[:, 2 - 1]) >= np.maximum(MIN_LATERAL_MM,
                                                                MIN_LATERAL_SHARE * g[:, 2])
-        sc = np.where((cd - sc <= CANAL_WALL_MM) & lateral, sc, -2 * NO_WAIST_PENALTY_MM)
-        i = int(np.argmax(sc))
-        if sc[i] > best[0]:
-            best = (float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
-    score, p, d, line, ang = best
-    waist = score > -NO_WAIST_PENALTY_MM / 2
-    if p is not None and score <= -1.5 * NO_WAIST_PENALTY_MM:
+        rank = np.where((cd - sc <= CANAL_WALL_MM) & lateral, rank, OFF_THE_CANAL_WALL)
+        i = int(_best_first(sc, rank)[0])
+        if (int(rank[i]), float(sc[i])) > best[:2]:
+            best = (int(rank[i]), float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
+    rank, _, p, d, line, ang = best
+    waist = rank == WAIST
+    if rank == OFF_THE_CANAL_WALL:
         p = None                       # only corridors away from the canal wall: none
-    elif p is not None:
-        score = float(line.min())      # the corridor's clearance (the score's bonus aside)
+    score = float(line.min()) if p is not None else 0.0   # the corridor's clearance
     if p is None or score < MIN_CLEARANCE_MM:
         return None
     # the constriction along the best segment (sub-mm: parabola through the least sample)
