@@ -144,6 +144,7 @@ def main() -> int:
     ap.add_argument("--scans", default="vhf,vhm,cthead")
     ap.add_argument("--no-perturb", action="store_true", help="skip the mask-perturbation spread")
     ap.add_argument("--out", default="/tmp/bench_measure_real")
+    ap.add_argument("--verbose", action="store_true", help="print every mask perturbation")
     args = ap.parse_args()
     ref_path = SHARED / "reference" / "reader_c2_isthmus.json"
     if not ref_path.is_file():
@@ -214,7 +215,13 @@ def main() -> int:
                     fails.append(f"{name}: {type(exc).__name__}")
                     continue
                 d_mpd.append(abs(mm_.mpd_mm - m.mpd_mm))
-                d_pos.append(float(np.linalg.norm(np.subtract(mm_.isthmus_center_lps_mm, m.isthmus_center_lps_mm))))
+                dp = np.subtract(mm_.isthmus_center_lps_mm, m.isthmus_center_lps_mm)
+                d_pos.append(float(np.linalg.norm(dp)))
+                if args.verbose:
+                    print(f"{'':<16}{name:<10} MPD {mm_.mpd_mm:6.2f} ({mm_.mpd_mm - m.mpd_mm:+.2f}) isthmus moved "
+                          f"{d_pos[-1]:5.2f} mm ({float(dp @ np.asarray(m.axis_lps)):+.2f} along the axis), "
+                          f"axis {np.degrees(np.arccos(min(1.0, abs(float(np.dot(mm_.axis_lps, m.axis_lps)))))):.1f} deg off, "
+                          f"inner T {mm_.inner_width_transverse_mm:.2f}")
             row["perturb_mpd_max"] = max(d_mpd) if d_mpd else None
             row["perturb_pos_max"] = max(d_pos) if d_pos else None
             print(f"{'':<14}mask perturbations ({len(d_mpd)}/{len(variants)}): max |dMPD| "

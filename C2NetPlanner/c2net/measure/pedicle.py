@@ -596,37 +596,41 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
     l2 /= np.linalg.norm(l2)
     tube = ctx.tube or ctx.near
     t = np.array([s.t_mm for s in tube])
-    cache: Dict[int, Tuple[float, float]] = {}
-
-    def widths_of(k: int) -> Tuple[float, float]:
-        if k not in cache:
-            s = tube[k]
-            ext = float(np.nanmax(s.r_out_half)) + 0.2
-            outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
-            if s.solid:
-                canal = np.zeros_like(outer_reg)
-            else:
-                canal, _ = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM)
-            inner = _w.chord_widths(canal, ax, l2)
-            if canal.any():
-                yy, xx = np.nonzero(canal)
-                c2 = np.array([ax[xx].mean(), ax[yy].mean()])
-            else:
-                yy, xx = np.nonzero(outer_reg)
-                c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
-            cache[k] = (inner, _w.chord_widths(outer_reg, ax, l2, c2, n_chords=1))
-        return cache[k]
-
-    inner_all = np.array([widths_of(k)[0] for k in range(len(tube))])
     half = 0.5 * RUNNING_MEAN_MM + 1e-6
-    run = np.array([inner_all[np.abs(t - tk) <= half].mean() for tk in t])
+    chords = [_canal_chords(s, l2) for s in tube]
+    inner = np.array([c[0] for c in chords])
+    run = np.array([inner[np.abs(t - tk) <= half].mean() for tk in t])
     k_min = int(np.argmin(run))
     window = [k for k in range(len(tube)) if abs(t[k] - t[k_min]) <= half]
     ctx.transverse_near = [tube[k] for k in window]
     m.inner_width_transverse_mm = float(run[k_min])
-    m.outer_width_transverse_mm = float(np.mean([widths_of(k)[1] for k in window]))
+    m.outer_width_transverse_mm = float(np.mean([_outer_chord(tube[k], l2, chords[k][1], chords[k][2])
+                                                 for k in window]))
     lp3 = l2[0] * ctx.u + l2[1] * ctx.v
     m.transverse_direction_lps = tuple(float(c) for c in lp3)
+
+
+def _canal_chords(s: Section, l2: np.ndarray, pixel_mm: float = _w.CANAL_PIXEL_MM):
+    """(inner transverse width, canal centroid (2,) or None, raster axis) of one section along
+    the in-plane direction ``l2``: the mean of the opened half-way canal's 5 chords."""
+    ext = float(np.nanmax(s.r_out_half)) + 0.2
+    if s.solid:
+        return 0.0, None, ext
+    canal, ax = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM, pixel_mm=pixel_mm)
+    if not canal.any():
+        return 0.0, None, ext
+    yy, xx = np.nonzero(canal)
+    return _w.chord_widths(canal, ax, l2), np.array([ax[xx].mean(), ax[yy].mean()]), ext
+
+
+def _outer_chord(s: Section, l2: np.ndarray, c2: Optional[np.ndarray], ext: float) -> float:
+    """The half-way outline's chord along ``l2`` through ``c2`` (the canal centroid; the
+    outline's centroid when there is no canal)."""
+    outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
+    if c2 is None:
+        yy, xx = np.nonzero(outer_reg)
+        c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
+    return _w.chord_widths(outer_reg, ax, l2, c2, n_chords=1)
 
 
 # --------------------------------------------------------------------------------------

@@ -139,36 +139,43 @@ def _open_disk(mask: np.ndarray, rad: int) -> np.ndarray:
     return out[pad:-pad, pad:-pad]
 
 
-def region(r: np.ndarray, dirs2: np.ndarray, extent_mm: float, opening_mm: float = 0.0):
-    """Boolean raster (pixels CANAL_PIXEL_MM, centred on the section centre) of the polygon
+def region(r: np.ndarray, dirs2: np.ndarray, extent_mm: float, opening_mm: float = 0.0,
+           pixel_mm: float = CANAL_PIXEL_MM):
+    """Boolean raster (pixels ``pixel_mm``, centred on the section centre) of the polygon
     r(theta) * dir(theta), optionally opened with a disk of radius ``opening_mm``."""
-    n_px = int(np.ceil(2 * extent_mm / CANAL_PIXEL_MM)) + 1
-    ax = (np.arange(n_px) - (n_px - 1) / 2.0) * CANAL_PIXEL_MM
+    n_px = int(np.ceil(2 * extent_mm / pixel_mm)) + 1
+    ax = (np.arange(n_px) - (n_px - 1) / 2.0) * pixel_mm
     if not np.all(np.isfinite(r)) or np.all(r <= 0):
         return np.zeros((n_px, n_px), bool), ax
     poly = dirs2 * np.maximum(r, 0.0)[:, None]
     # only the pixels inside the polygon's box are tested
     lo, hi = poly.min(axis=0), poly.max(axis=0)
-    ix = np.nonzero((ax >= lo[0] - CANAL_PIXEL_MM) & (ax <= hi[0] + CANAL_PIXEL_MM))[0]
-    iy = np.nonzero((ax >= lo[1] - CANAL_PIXEL_MM) & (ax <= hi[1] + CANAL_PIXEL_MM))[0]
+    ix = np.nonzero((ax >= lo[0] - pixel_mm) & (ax <= hi[0] + pixel_mm))[0]
+    iy = np.nonzero((ax >= lo[1] - pixel_mm) & (ax <= hi[1] + pixel_mm))[0]
     out = np.zeros((n_px, n_px), bool)   # [y, x]
     if ix.size == 0 or iy.size == 0:
         return out, ax
     gx, gy = np.meshgrid(ax[ix], ax[iy])
     out[np.ix_(iy, ix)] = star_inside(r, dirs2, gx, gy)
     if opening_mm > 0:
-        rad = int(round(opening_mm / CANAL_PIXEL_MM))
-        out = _open_disk(out, rad)
+        # opened within the polygon's box only (outside it the raster is background: the
+        # same result on fewer pixels)
+        rad = int(round(opening_mm / pixel_mm))
+        box = (slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1))
+        sub = _open_disk(out[box], rad)
         # keep the component nearest the centre (the canal, not a detached pocket)
-        lab, nlab = ndimage.label(out)
+        lab, nlab = ndimage.label(sub)
         if nlab > 1:
             c = (n_px - 1) // 2
-            if lab[c, c] > 0:
-                keep = lab[c, c]
+            cy, cx = c - iy[0], c - ix[0]
+            inside = 0 <= cy < sub.shape[0] and 0 <= cx < sub.shape[1]
+            if inside and lab[cy, cx] > 0:
+                keep = lab[cy, cx]
             else:
-                sizes = ndimage.sum(out, lab, range(1, nlab + 1))
+                sizes = ndimage.sum(sub, lab, range(1, nlab + 1))
                 keep = int(np.argmax(sizes)) + 1
-            out = lab == keep
+            sub = lab == keep
+        out[box] = sub
     return out, ax
 
 
@@ -178,21 +185,22 @@ def chord_widths(mask: np.ndarray, ax: np.ndarray, direction2: np.ndarray,
     """Mean length (mm) of ``n_chords`` chords of the region along ``direction2`` through
     (offsets across it of) ``centre2`` (default: the region's centroid); 0 for an empty
     region. Each chord is the run of region pixels that contains the chord's middle point
-    (or the longest run when the middle is outside)."""
+    (or the longest run when the middle is outside). The raster's pixel is ``ax``'s step."""
     if not mask.any():
         return 0.0
+    px = round(float(ax[1] - ax[0]), 9) if len(ax) > 1 else CANAL_PIXEL_MM
     d = np.asarray(direction2, float) / np.linalg.norm(direction2)
     perp = np.array([-d[1], d[0]])
     if centre2 is None:
         yy, xx = np.nonzero(mask)
         centre2 = np.array([ax[xx].mean(), ax[yy].mean()])
-    s = np.arange(-ax[-1], ax[-1] + 1e-9, CANAL_PIXEL_MM / 2)
+    s = np.arange(-ax[-1], ax[-1] + 1e-9, px / 2)
     lengths = []
     for k in range(n_chords):
         off = (k - (n_chords - 1) / 2.0) * spacing_mm
         pts = centre2[None, :] + off * perp[None, :] + s[:, None] * d[None, :]
-        ix = np.round((pts[:, 0] - ax[0]) / CANAL_PIXEL_MM).astype(int)
-        iy = np.round((pts[:, 1] - ax[0]) / CANAL_PIXEL_MM).astype(int)
+        ix = np.round((pts[:, 0] - ax[0]) / px).astype(int)
+        iy = np.round((pts[:, 1] - ax[0]) / px).astype(int)
         ok = (ix >= 0) & (ix < len(ax)) & (iy >= 0) & (iy < len(ax))
         inside = np.zeros(len(s), bool)
         inside[ok] = mask[iy[ok], ix[ok]]
@@ -203,5 +211,5 @@ def chord_widths(mask: np.ndarray, ax: np.ndarray, direction2: np.ndarray,
         mid = lab[len(s) // 2]
         if mid == 0:
             mid = int(np.argmax(ndimage.sum(inside, lab, range(1, nlab + 1)))) + 1
-        lengths.append(float((lab == mid).sum()) * CANAL_PIXEL_MM / 2)
+        lengths.append(float((lab == mid).sum()) * px / 2)
     return float(np.mean(lengths))
