@@ -74,6 +74,10 @@ SOLID_ISTHMUS_UNCERTAINTY_MM = 0.4
 THIN_ISTHMUS_MM = 3.0
 #: The reader's running mean of the inner width (mm along the axis).
 RUNNING_MEAN_MM = 1.0
+#: The canal's narrowest stretch is searched on this raster (mm; 0: on the reader's raster,
+#: widths.CANAL_PIXEL_MM) and read on the reader's within this margin (mm) of the answer.
+TRANSVERSE_SEARCH_PIXEL_MM = 0.1
+TRANSVERSE_SEARCH_MARGIN_MM = 0.5
 
 
 @dataclass
@@ -597,14 +601,23 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
     tube = ctx.tube or ctx.near
     t = np.array([s.t_mm for s in tube])
     half = 0.5 * RUNNING_MEAN_MM + 1e-6
-    chords = [_canal_chords(s, l2) for s in tube]
-    inner = np.array([c[0] for c in chords])
-    run = np.array([inner[np.abs(t - tk) <= half].mean() for tk in t])
-    k_min = int(np.argmin(run))
+    if TRANSVERSE_SEARCH_PIXEL_MM:
+        # the canal's narrowest stretch is found on a coarser raster, then read on the
+        # reader's 0.05 mm raster over the sections around it
+        coarse = np.array([_canal_chords(s, l2, TRANSVERSE_SEARCH_PIXEL_MM)[0] for s in tube])
+        t_c = t[int(np.argmin([coarse[np.abs(t - tk) <= half].mean() for tk in t]))]
+        cand = np.abs(t - t_c) <= half + TRANSVERSE_SEARCH_MARGIN_MM
+    else:
+        t_c, cand = t[0], np.ones(len(tube), bool)
+    fine = {k: _canal_chords(tube[k], l2) for k in range(len(tube))
+            if abs(t[k] - t_c) <= 2 * half + TRANSVERSE_SEARCH_MARGIN_MM or not TRANSVERSE_SEARCH_PIXEL_MM}
+    run = {k: float(np.mean([fine[q][0] for q in fine if abs(t[q] - t[k]) <= half]))
+           for k in range(len(tube)) if cand[k]}
+    k_min = min(run, key=lambda k: (run[k], k))
     window = [k for k in range(len(tube)) if abs(t[k] - t[k_min]) <= half]
     ctx.transverse_near = [tube[k] for k in window]
-    m.inner_width_transverse_mm = float(run[k_min])
-    m.outer_width_transverse_mm = float(np.mean([_outer_chord(tube[k], l2, chords[k][1], chords[k][2])
+    m.inner_width_transverse_mm = run[k_min]
+    m.outer_width_transverse_mm = float(np.mean([_outer_chord(tube[k], l2, fine[k][1], fine[k][2])
                                                  for k in window]))
     lp3 = l2[0] * ctx.u + l2[1] * ctx.v
     m.transverse_direction_lps = tuple(float(c) for c in lp3)

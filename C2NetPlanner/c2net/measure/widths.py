@@ -204,12 +204,18 @@ def chord_widths(mask: np.ndarray, ax: np.ndarray, direction2: np.ndarray,
         ok = (ix >= 0) & (ix < len(ax)) & (iy >= 0) & (iy < len(ax))
         inside = np.zeros(len(s), bool)
         inside[ok] = mask[iy[ok], ix[ok]]
-        lab, nlab = ndimage.label(inside)
-        if nlab == 0:
-            lengths.append(0.0)
-            continue
-        mid = lab[len(s) // 2]
-        if mid == 0:
-            mid = int(np.argmax(ndimage.sum(inside, lab, range(1, nlab + 1)))) + 1
-        lengths.append(float((lab == mid).sum()) * px / 2)
+        lengths.append(_run_through_middle(inside) * px / 2)
     return float(np.mean(lengths))
+
+
+def _run_through_middle(inside: np.ndarray) -> int:
+    """Length (samples) of the run of True that contains the middle sample, or of the longest
+    run (the first of equal ones) when the middle is outside; 0 when there is none."""
+    edges = np.diff(np.concatenate([[False], inside, [False]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return 0
+    mid = len(inside) // 2
+    hit = np.flatnonzero((starts <= mid) & (ends > mid))
+    k = int(hit[0]) if hit.size else int(np.argmax(ends - starts))
+    return int(ends[k] - starts[k])
