@@ -780,7 +780,7 @@ class ClsAugment:
 
 
 def cut_cls_item(slabs: ClsSlabs, i: int, rng: Optional[np.random.Generator] = None,
-                 aug: Optional[ClsAugment] = None) -> np.ndarray:
+                 aug: Optional[ClsAugment] = None, as_hu: bool = False) -> np.ndarray:
     """Classifier input (5, 64, 64) window units of pedicle ``i`` cut from its slab.
 
     Without ``rng`` the run-time input exactly: the five middle slices (the measured centre),
@@ -788,7 +788,9 @@ def cut_cls_item(slabs: ClsSlabs, i: int, rng: Optional[np.random.Generator] = N
     through the own-side aperture, windowed. With ``rng``: the centre moved (``aug``), the
     slices (re-)rendered from the slab - a drawn slice profile and the randomised look when
     randomised - rotated about the moved centre, then the same ordering, aperture and window,
-    so that the aperture stays centred where the run time centres it.
+    so that the aperture stays centred where the run time centres it. ``as_hu``: the ordered
+    (5, 64, 64) HU slices before the aperture and the window (what
+    :func:`c2net.classify.predict_risk` takes), no mirror.
     """
     from .randomise import (
         SLAB_HALF,
@@ -840,6 +842,8 @@ def cut_cls_item(slabs: ClsSlabs, i: int, rng: Optional[np.random.Generator] = N
     area = slabs.area[i][idx]
     if area[0] != area[-1] and area[0] < area[-1]:       # wide end first, as at run time
         stack = stack[::-1]
+    if as_hu:
+        return np.ascontiguousarray(stack, dtype=np.float32)
     radius = aperture_radius_mm(slabs.centre[i], slabs.other_centre[i])
     x = window_unit(own_side_view(stack, radius))
     if rng is not None and aug.flip and rng.random() < 0.5:
