@@ -48,3 +48,19 @@ def test_vhf_along_the_readers_trajectories():
     r, m = refs["right"], res["right"]
     assert abs(m.inner_width_transverse_mm - r["inner_width_mm"]) <= r["suggested_agreement_tolerance_inner_mm"]
     assert abs(m.outer_width_transverse_mm - r["outer_width_transverse_mm"]) <= 1.0
+
+
+def test_cthead_left_canal_is_read_at_its_narrowest_point():
+    """CThead left: the smallest outer diameter lies ~5 mm from the reader's isthmus, where the
+    tube bulges into the lateral mass; the reader reads the canal where it is narrowest (his
+    1 mm running-mean minimum over the closed tube). Before, the inner width was read at the
+    MPD's section: 5.45 mm and outer 13.1 mm for the reader's 4.08 / 8.84 mm."""
+    path = REAL / "cthead_approxHU.nii.gz"
+    if not path.exists():
+        pytest.skip("cthead_approxHU.nii.gz is absent")
+    refs = {r["side"]: r for r in json.loads(REFERENCE.read_text()) if r["scan"] == "cthead"}
+    ct = load_ct(path).image
+    res = measure_both(ct, trajectories={s: _trajectory(r) for s, r in refs.items()})
+    r, m = refs["left"], res["left"]
+    assert abs(m.inner_width_transverse_mm - r["inner_width_mm"]) <= r["suggested_agreement_tolerance_inner_mm"]
+    assert abs(m.outer_width_transverse_mm - r["outer_width_transverse_mm"]) <= 1.0
