@@ -34,6 +34,14 @@ class Tube:
     # the cortex thickens along the axis: cortex(t) = cortex_mm + cortex_slope_per_mm * t
     # (at least 0.2 mm), so the canal's narrowest point lies off the outer's
     cortex_slope_per_mm: float = 0.0
+    # a neighbouring bone (``block_hu``) against the lateral (+width_dir) wall from
+    # t >= block_from_t_mm on, block_half_height_mm high and block_length_mm long: the ring's
+    # wall runs on into it without a free surface there (a transverse-process root), while
+    # the canal stays enclosed
+    block_from_t_mm: float = None
+    block_half_height_mm: float = 2.5
+    block_length_mm: float = 12.0
+    block_hu: float = None          # its density (None: the cortex's)
 
     def cortex_at(self, t):
         return np.maximum(self.cortex_mm + self.cortex_slope_per_mm * np.asarray(t, float), 0.2)
@@ -68,6 +76,13 @@ class Tube:
         a = np.maximum(a, 1e-6)
         b = np.maximum(b, 1e-6)
         return ((x / a) ** 2 + (y / b) ** 2 <= 1.0) & (np.abs(t) <= self.half_length_mm - self.cortex_mm)
+
+    def block_inside(self, p: np.ndarray) -> np.ndarray:
+        if self.block_from_t_mm is None:
+            return np.zeros(p.shape[:-1], bool)
+        t, x, y = self.coords(p)
+        return ((t >= self.block_from_t_mm) & (t <= self.half_length_mm) & (x >= 0)
+                & (x <= 0.5 * self.mpd_mm + self.block_length_mm) & (np.abs(y) <= self.block_half_height_mm))
 
     def foramen_inside(self, p: np.ndarray) -> np.ndarray:
         if self.foramen_radius_mm <= 0:
@@ -143,7 +158,8 @@ def tube_ct(tube: Tube, spacing=(0.5, 0.5, 0.5), direction=None, fov_mm: float =
             p = geometry.index_to_lps(ref, ijk + o)
             outer = tube.outer_inside(p)
             inner = tube.inner_inside(p)
-            val = np.where(inner, canc, np.where(outer, cort, soft))
+            block = cort if tube.block_hu is None else tube.block_hu
+            val = np.where(inner, canc, np.where(outer, cort, np.where(tube.block_inside(p), block, soft)))
             acc += np.where(tube.foramen_inside(p), soft, val)
             macc += tube.mask_inside(p) & ~tube.foramen_inside(p)
         ct[k] = (acc / len(sub)).reshape(size[1], size[0])

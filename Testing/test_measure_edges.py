@@ -126,3 +126,20 @@ def test_inner_width_is_read_where_the_canal_is_narrowest():
     # five chords 0.25 mm apart across an elliptic canal (half-height 2.5 mm there): 0.992 x
     assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(t_min)) <= 0.25
     assert abs(m.outer_width_transverse_mm - (5.5 + tube.taper_per_mm2 * t_min ** 2)) <= 0.4
+
+
+def test_canal_is_read_where_the_ring_runs_into_a_neighbouring_bone():
+    """From 1 mm past the outer isthmus the lateral wall runs on into a bone (740 HU, like a
+    transverse-process root) with no free surface within the rays: the outer ring is open
+    there, but the canal stays enclosed - its edge is the half-way crossing before the rise
+    out of it, as the reader reads it. The canal narrows to 2.5 mm 7 mm out; read only on the
+    closed ring it came out 2.96 mm."""
+    tube = make_tube("left", mpd_mm=5.5, height_mm=8.0, cortex_mm=1.0)
+    tube.cortex_slope_per_mm = 0.14
+    tube.half_length_mm, tube.mask_half_length_mm = 11.0, 8.5
+    tube.block_from_t_mm, tube.block_half_height_mm, tube.block_hu = 1.0, 6.0, 740.0
+    ct, mask = tube_ct(tube, spacing=(0.4, 0.4, 0.4), supersample=2, seed=12, hu=(40.0, 1300.0, 300.0))
+    m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
+    assert abs(m.mpd_mm - 5.5) <= 0.3             # the MPD still comes from the closed ring
+    assert not m.no_medullary_canal
+    assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(7.0)) <= 0.2

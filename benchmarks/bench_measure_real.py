@@ -103,8 +103,10 @@ def _panel(a, ct, arr, sec, u, v, axis, m, title, ext=9.0):
     # the reader's 1 mm thin-slab average
     img = np.mean([sample(ct, arr, pts + o * axis, -1000.0) for o in (-0.5, -0.25, 0.0, 0.25, 0.5)], axis=0)
     a.imshow(img, cmap="gray", vmin=-200, vmax=1400, extent=(-ext, ext, -ext, ext), origin="lower")
+    r_in = getattr(sec, "r_in_canal", None)
+    r_in = sec.r_in_half if r_in is None else r_in
     for r, col, lab in ((sec.r_out, "lime", "outer (blur-corrected)"), (sec.r_out_half, "yellow", "outer half-way"),
-                        (sec.r_in_half, "cyan", "inner half-way")):
+                        (r_in, "cyan", "inner half-way (canal)")):
         p = DIRS2 * r[:, None]
         p = np.vstack([p, p[:1]])
         a.plot(p[:, 0], p[:, 1], color=col, lw=1, label=lab)

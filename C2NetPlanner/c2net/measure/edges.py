@@ -64,6 +64,9 @@ class RayEdges:
     r_out: np.ndarray       # blur-corrected (moments) where possible, else the half-way edge
     r_in: np.ndarray
     plateau_hu: np.ndarray = None   # the medullary plateau of the ray's section (NaN: none)
+    #: on rays without an outer edge (the wall runs on into a neighbouring bone): the canal's
+    #: half-way edge before the first rise out of the canal (NaN: none)
+    r_in_rise: np.ndarray = None
 
 
 def soft_tissue_level(profiles: np.ndarray) -> float:
@@ -207,11 +210,24 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
                    & (np.abs(ro - r_out_half[idx]) < 1.5) & (np.abs(ri - r_in_half[idx]) < 1.5))
         r_out[idx[acc]] = ro[acc]
         r_in[idx[acc]] = ri[acc]
+    # rays with no outer edge: the canal still ends where the ray first rises out of it -
+    # the first peak that stands above the section's medullary plateau as a significant peak
+    # stands above soft tissue (the same drop rule, measured from the plateau); its half-way
+    # crossing back towards the plateau is the canal's edge, as on every other ray
+    r_in_rise = np.full(n, np.nan)
+    lost = np.nonzero(~found & np.isfinite(plateau))[0]
+    if lost.size:
+        pk2, pv2 = find_peaks(ps[lost], plateau[lost])
+        ok2 = pk2 > 0
+        if ok2.any():
+            sub = lost[ok2]
+            thr2 = 0.5 * (pv2[ok2] + plateau[sub])
+            r_in_rise[sub] = _last_crossing_before(ps[sub], pk2[ok2], thr2, radii)
     return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
                     r_out_half=np.where(found, r_out_half, np.nan),
                     r_in_half=np.where(dip, r_in_half, np.nan),
                     r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan),
-                    plateau_hu=np.repeat(sec_plateau, n_rays))
+                    plateau_hu=np.repeat(sec_plateau, n_rays), r_in_rise=r_in_rise)
 
 
 def _trap_moment(P: np.ndarray, bg: np.ndarray, ia: np.ndarray, ib: np.ndarray, weight: np.ndarray,

@@ -94,6 +94,10 @@ class Section:
     axis: np.ndarray = None       # LPS axis and in-plane basis of the section
     u: np.ndarray = None
     v: np.ndarray = None
+    #: the canal's half-way outline for the transverse widths, and whether it is closed: on an
+    #: open ring (the wall runs on into a neighbouring bone) the canal may still be enclosed
+    r_in_canal: np.ndarray = None
+    canal_closed: bool = False
 
     def basis_offset(self) -> np.ndarray:
         """LPS offset from the centre to the mean of the outer outline's vertices."""
@@ -317,6 +321,13 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf) -> 
     sec = Section(t_mm=t, center=np.asarray(c, float), closed=bool(closed), solid=solid,
                   r_out=out[0], r_in=np.minimum(out[1], out[0]), r_out_half=out[2],
                   r_in_half=np.minimum(out[3], out[2]))
+    sec.r_in_canal, sec.canal_closed = sec.r_in_half, bool(closed and not solid)
+    if not closed and not solid and e.r_in_rise is not None and dip.sum() >= 3:
+        # the canal of an open ring: its edge from the rise out of it where no wall was found
+        rc = np.where(dip, e.r_in_half[sl], np.where(found, e.r_out_half[sl], e.r_in_rise[sl]))
+        rcf, ok = _w.fill_gaps(rc)
+        if ok:
+            sec.r_in_canal, sec.canal_closed = _w.smooth_circular(rcf), True
     if sec.closed:
         sec.width = _w.min_caliper(sec.outer_pts)[0]
     return sec
@@ -583,6 +594,19 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
         cortical_density_hu=float(sw.cortex_hu) if np.isfinite(sw.cortex_hu) else None,
     )
     tube = [secs[j] for j in range(len(secs)) if np.isfinite(widths[j])]
+    # the reader reads the canal wherever it is enclosed: the tube's open-ringed sections with
+    # an enclosed canal next to its ends join it for the transverse widths
+    fin = np.nonzero(np.isfinite(widths))[0]
+    before, after = [], []
+    j = fin[0] - 1
+    while j >= 0 and not secs[j].closed and secs[j].canal_closed:
+        before.insert(0, secs[j])
+        j -= 1
+    j = fin[-1] + 1
+    while j < len(secs) and not secs[j].closed and secs[j].canal_closed:
+        after.append(secs[j])
+        j += 1
+    tube = before + tube + after
     return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube)
 
 
@@ -626,10 +650,11 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
 def _canal_chords(s: Section, l2: np.ndarray, pixel_mm: float = _w.CANAL_PIXEL_MM):
     """(inner transverse width, canal centroid (2,) or None, raster axis) of one section along
     the in-plane direction ``l2``: the mean of the opened half-way canal's 5 chords."""
-    ext = float(np.nanmax(s.r_out_half)) + 0.2
+    r_in = s.r_in_canal if s.r_in_canal is not None else s.r_in_half
+    ext = float(np.nanmax(np.concatenate([s.r_out_half, r_in]))) + 0.2
     if s.solid:
         return 0.0, None, ext
-    canal, ax = _w.region(s.r_in_half, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM, pixel_mm=pixel_mm)
+    canal, ax = _w.region(r_in, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM, pixel_mm=pixel_mm)
     if not canal.any():
         return 0.0, None, ext
     yy, xx = np.nonzero(canal)
@@ -639,7 +664,13 @@ def _canal_chords(s: Section, l2: np.ndarray, pixel_mm: float = _w.CANAL_PIXEL_M
 def _outer_chord(s: Section, l2: np.ndarray, c2: Optional[np.ndarray], ext: float) -> float:
     """The half-way outline's chord along ``l2`` through ``c2`` (the canal centroid; the
     outline's centroid when there is no canal)."""
-    outer_reg, ax = _w.region(s.r_out_half, DIRS2, ext)
+    r = s.r_out_half
+    if not np.all(np.isfinite(r)) and np.isfinite(r).sum() >= 3:
+        # an open ring: the outline interpolated across its opening
+        k = np.nonzero(np.isfinite(r))[0]
+        n = len(r)
+        r = np.interp(np.arange(n), np.concatenate([k - n, k, k + n]), np.concatenate([r[k]] * 3))
+    outer_reg, ax = _w.region(r, DIRS2, ext)
     if c2 is None:
         yy, xx = np.nonzero(outer_reg)
         c2 = np.array([ax[xx].mean(), ax[yy].mean()]) if yy.size else np.zeros(2)
