@@ -596,16 +596,17 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
     tube = [secs[j] for j in range(len(secs)) if np.isfinite(widths[j])]
     # the reader reads the canal wherever it is enclosed: the tube's open-ringed sections with
     # an enclosed canal next to its ends join it for the transverse widths
+    # (a canal whose centre jumps across - another cavity - ends the stretch, as for the tube)
     fin = np.nonzero(np.isfinite(widths))[0]
     before, after = [], []
-    j = fin[0] - 1
-    while j >= 0 and not secs[j].closed and secs[j].canal_closed:
-        before.insert(0, secs[j])
-        j -= 1
-    j = fin[-1] + 1
-    while j < len(secs) and not secs[j].closed and secs[j].canal_closed:
-        after.append(secs[j])
-        j += 1
+    for step, j in ((-1, fin[0] - 1), (1, fin[-1] + 1)):
+        prev = _canal_centre(secs[j - step])
+        while 0 <= j < len(secs) and not secs[j].closed and secs[j].canal_closed:
+            c = _canal_centre(secs[j])
+            if c is None or prev is None or _across(c - prev, secs[j].axis) > MAX_CENTRE_JUMP_MM:
+                break
+            (before.insert(0, secs[j]) if step < 0 else after.append(secs[j]))
+            prev, j = c, j + step
     tube = before + tube + after
     return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube)
 
@@ -645,6 +646,20 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
                                                  for k in window]))
     lp3 = l2[0] * ctx.u + l2[1] * ctx.v
     m.transverse_direction_lps = tuple(float(c) for c in lp3)
+
+
+def _canal_centre(s: Section) -> Optional[np.ndarray]:
+    """LPS centroid of a section's canal outline (None without one)."""
+    r = s.r_in_canal if s.r_in_canal is not None else s.r_in_half
+    if s.solid or r is None or s.u is None:
+        return None
+    c2 = _w.polygon_centroid(r, DIRS2)
+    return None if c2 is None else s.center + c2[0] * s.u + c2[1] * s.v
+
+
+def _across(d: np.ndarray, axis: np.ndarray) -> float:
+    """Length of the part of ``d`` across ``axis``."""
+    return float(np.linalg.norm(d - (d @ axis) * axis))
 
 
 def _canal_chords(s: Section, l2: np.ndarray, pixel_mm: float = _w.CANAL_PIXEL_MM):
