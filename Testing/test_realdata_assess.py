@@ -69,6 +69,29 @@ def test_finder_finds_both_isthmi_near_the_reader(images, scan):
             np.radians(35))
 
 
+@pytest.mark.parametrize("scan", list(SCANS))
+def test_finder_keeps_to_c2_when_the_centre_is_given_too_high(images, scan):
+    """A C2 centre 4 mm too high (the localiser's centre moves that much between poses) brings
+    the C1 ring's canal (around the dens) nearer to it than C2's own. Told where the dens tip
+    is, the finder keeps to the ring below the C1 ring: each isthmus stays within 7 mm of the
+    reader's, as from the localiser's own centre (it used to jump 15 mm up to C1 on the Visible
+    Human Female)."""
+    from c2net.locate import locate_c2
+    from c2net.pedicle_finder import find_pedicles
+
+    img = _image(images, scan)
+    ref = _reader(scan)
+    loc = locate_c2(img)
+    frame = loc.evidence["spine_frame"]
+    high = np.asarray(loc.center_lps_mm) + 4.0 * np.asarray(frame["axis_lps"])
+    r = find_pedicles(img, high, spine_frame=frame, dens_tip_lps_mm=loc.dens_tip_lps_mm)
+    for side in ("left", "right"):
+        assert r.sides[side] is not None, r.reasons
+        d = np.linalg.norm(np.subtract(r.sides[side].isthmus_center_lps_mm,
+                                       ref[side]["isthmus_centre_lps_mm"]))
+        assert d <= 7.0, (scan, side, d)
+
+
 def test_vhm_assess_measures_both_sides_automatically(images, tmp_path):
     """Fully automatic assess on the Visible Human Male: both sides measured near the reader's
     isthmi, each side says which segmenter made its mask and whether to check it."""

@@ -188,7 +188,8 @@ def assess(
 
             outcome = segment_pedicles_checked(
                 loaded.image, location.center_lps_mm, model=seg_model, progress=progress,
-                spine_frame=location.evidence.get("spine_frame"))
+                spine_frame=location.evidence.get("spine_frame"),
+                dens_tip_lps_mm=location.dens_tip_lps_mm)
             result.segmentation = outcome.labels
             result.segmentation_sources = outcome
             result.warnings.extend(outcome.notes)

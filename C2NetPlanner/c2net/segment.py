@@ -265,11 +265,14 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                              model: Optional[OnnxModel] = None, model_dir=None,
                              threads: Optional[int] = None,
                              progress: Optional[ProgressCallback] = None,
-                             spine_frame: Optional[dict] = None) -> SegmentationOutcome:
+                             spine_frame: Optional[dict] = None,
+                             dens_tip_lps_mm: Optional[Sequence[float]] = None
+                             ) -> SegmentationOutcome:
     """U-Net segmentation with the anatomical finder as fallback per side (and for the check).
 
     ``spine_frame``: the localiser's ``evidence["spine_frame"]``; the finder searches in the
-    vertebra's own frame with it.
+    vertebra's own frame with it. ``dens_tip_lps_mm``: the localiser's dens tip (the finder
+    then tells C1's ring from C2's).
 
     Raises :class:`SegmentationError` only when neither segmenter finds a pedicle on any side.
     """
@@ -292,7 +295,8 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
         unet = resample_like(unet, grid, "nearest")
     progress("segment", 1.0, "anatomical pedicle finder")
     t0 = time.perf_counter()
-    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame, grid=grid)
+    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame, grid=grid,
+                           dens_tip_lps_mm=dens_tip_lps_mm)
     finder_s = time.perf_counter() - t0
     segmenter: Dict[str, Optional[str]] = {}
     unet_arr = None if unet is None else sitk.GetArrayFromImage(unet)

@@ -155,7 +155,8 @@ def spine_crop(ct: sitk.Image, centre: np.ndarray, rot: np.ndarray,
 
 def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                   spine_frame: Optional[dict] = None,
-                  grid: Optional[sitk.Image] = None) -> FinderResult:
+                  grid: Optional[sitk.Image] = None,
+                  dens_tip_lps_mm: Optional[Sequence[float]] = None) -> FinderResult:
     """Find both C2 pedicles of ``ct`` around the C2 centre (LPS mm); never raises for anatomy.
 
     ``grid``: where the labels go, a part of ``ct``'s grid (:func:`c2net.geometry.sub_grid`);
@@ -163,7 +164,9 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 
     ``spine_frame``: the localiser's ``evidence["spine_frame"]`` (``axis_lps`` up the spine,
     ``anterior_lps``): the search then runs in the vertebra's own frame, so a flexed, tilted or
-    turned neck is searched like an upright one. A side that cannot be found is ``None`` in
+    turned neck is searched like an upright one. ``dens_tip_lps_mm``: the localiser's dens
+    tip, when it saw one: the canal that C1's ring closes around the dens is then not taken for
+    C2's when the centre lies a few mm too high. A side that cannot be found is ``None`` in
     ``sides`` with its reason in ``reasons``.
     """
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
@@ -180,7 +183,10 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     solid = solid_bone(hu, levels)
     # the C2 centre is the crop centre; (row, col) of the expected canal
     expected = (np.asarray(hu.shape[1:], float) - 1.0) / 2.0
-    canal = find_canal(solid, expected, (hu.shape[0] - 1) / 2.0, hu, levels.soft_max_hu)
+    tip_slice = None if dens_tip_lps_mm is None else float(
+        roi.TransformPhysicalPointToContinuousIndex([float(v) for v in dens_tip_lps_mm])[2])
+    canal = find_canal(solid, expected, (hu.shape[0] - 1) / 2.0, hu, levels.soft_max_hu,
+                       tip_slice)
     evidence = {"bone_levels_hu": levels.to_dict(), "canal_slices": int(canal.slices.size)}
     if not canal.found:
         return FinderResult(_empty(target), sides, {s: "no closed spinal canal found at C2" for s in SIDES},

@@ -15,6 +15,7 @@ Research use only - not a medical device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +37,13 @@ MAX_LEVEL_OFFSET_MM = 12.0
 #: Slices without a closed ring that may interrupt the run of C2 canal slices (a gap in a
 #: blurred lamina).
 MAX_GAP_SLICES = 2
+#: C1's ring closes around the dens: its anterior arch articulates with the dens a few mm below
+#: the tip, and the ring (arches and lateral masses) ends ~15-20 mm below it; C2's own ring
+#: (pedicles and laminae) closes below C2's superior facets and runs down to ~30 mm below the
+#: tip (on the shared real scans C1's runs of canal slices ended 16-19 mm below the
+#: localiser's tip, C2's 28-32 mm below it). A run that ends within this distance (mm) below
+#: the dens tip is C1's.
+C1_RING_MAX_BELOW_TIP_MM = 22.0
 
 
 @dataclass
@@ -66,25 +74,31 @@ class Canal:
 
 
 def find_canal(solid: np.ndarray, expected_pl: np.ndarray, centre_slice: float,
-               hu: np.ndarray, soft_max_hu: float) -> Canal:
+               hu: np.ndarray, soft_max_hu: float, tip_slice: Optional[float] = None) -> Canal:
     """The C2 canal: enclosed by the ring on single axial slices (real C2), else by the ring of
     thin slabs (a ring that closes only obliquely, as the pedicles rise to the body).
 
     A hole whose median reads above ``soft_max_hu`` holds marrow (a gap in the inside-bone mask
-    of the body), not the cord and CSF.
+    of the body), not the cord and CSF. ``tip_slice``: the dens tip's (continuous) slice, when
+    the localiser saw it; C1's ring around the dens is then told from C2's.
     """
-    canal = _find_canal(solid, expected_pl, centre_slice, 0, hu, soft_max_hu)
+    canal = _find_canal(solid, expected_pl, centre_slice, 0, hu, soft_max_hu, tip_slice)
     if not canal.found:
-        canal = _find_canal(solid, expected_pl, centre_slice, SLAB_HALF_MM, hu, soft_max_hu)
+        canal = _find_canal(solid, expected_pl, centre_slice, SLAB_HALF_MM, hu, soft_max_hu,
+                            tip_slice)
     return canal
 
 
 def _find_canal(solid: np.ndarray, expected_pl: np.ndarray, centre_slice: float,
-                slab_half: int, hu: np.ndarray, soft_max_hu: float) -> Canal:
-    """The C2 canal in ``solid`` (inside-bone mask ``[S, P, L]``) near ``expected_pl`` (row, col).
+                slab_half: int, hu: np.ndarray, soft_max_hu: float,
+                tip_slice: Optional[float] = None) -> Canal:
+    """The C2 canal in ``solid`` (inside-bone mask ``[S, P, L]``, slices 1 mm apart, upwards)
+    near ``expected_pl`` (row, col).
 
     Only the run of closed-canal slices nearest ``centre_slice`` (C2's centroid level) within
-    :data:`MAX_LEVEL_OFFSET_MM` of it is kept: C2's ring, not C1's.
+    :data:`MAX_LEVEL_OFFSET_MM` of it is kept: C2's ring, not C1's; with ``tip_slice`` a run
+    within :data:`C1_RING_MAX_BELOW_TIP_MM` below the dens tip is C1's and is passed over
+    while another run is left.
     """
     n = solid.shape[0]
     mask = np.zeros_like(solid, dtype=bool)
@@ -118,19 +132,25 @@ def _find_canal(solid: np.ndarray, expected_pl: np.ndarray, centre_slice: float,
         far = np.linalg.norm(cents[have] - med, axis=1) > MAX_SPREAD_MM
         cents[have[far]] = np.nan
         have = have[~far]
-    have = _run_nearest(have, centre_slice)
+    have = _run_nearest(have, centre_slice, tip_slice)
     for k in have:
         lab, i = picks[k]
         mask[k] = (lab == i) & ~solid[k]
     return Canal(mask=mask, center_pl=cents, slices=have)
 
 
-def _run_nearest(slices: np.ndarray, centre_slice: float) -> np.ndarray:
-    """The run of (nearly) consecutive slices nearest ``centre_slice``."""
+def _run_nearest(slices: np.ndarray, centre_slice: float,
+                 tip_slice: Optional[float] = None) -> np.ndarray:
+    """The run of (nearly) consecutive slices nearest ``centre_slice``; with ``tip_slice``,
+    among the runs that are not C1's ring (wholly within :data:`C1_RING_MAX_BELOW_TIP_MM`
+    below the dens tip) when there are any."""
     if slices.size == 0:
         return slices
     breaks = np.nonzero(np.diff(slices) > MAX_GAP_SLICES + 1)[0] + 1
     runs = np.split(slices, breaks)
+    if tip_slice is not None:
+        below_c1 = [r for r in runs if r[0] < tip_slice - C1_RING_MAX_BELOW_TIP_MM]
+        runs = below_c1 or runs
     dist = [0.0 if r[0] <= centre_slice <= r[-1] else min(abs(r[0] - centre_slice),
                                                           abs(r[-1] - centre_slice)) for r in runs]
     return runs[int(np.argmin(dist))]
