@@ -195,17 +195,15 @@ def chord_widths(mask: np.ndarray, ax: np.ndarray, direction2: np.ndarray,
         yy, xx = np.nonzero(mask)
         centre2 = np.array([ax[xx].mean(), ax[yy].mean()])
     s = np.arange(-ax[-1], ax[-1] + 1e-9, px / 2)
-    lengths = []
-    for k in range(n_chords):
-        off = (k - (n_chords - 1) / 2.0) * spacing_mm
-        pts = centre2[None, :] + off * perp[None, :] + s[:, None] * d[None, :]
-        ix = np.round((pts[:, 0] - ax[0]) / px).astype(int)
-        iy = np.round((pts[:, 1] - ax[0]) / px).astype(int)
-        ok = (ix >= 0) & (ix < len(ax)) & (iy >= 0) & (iy < len(ax))
-        inside = np.zeros(len(s), bool)
-        inside[ok] = mask[iy[ok], ix[ok]]
-        lengths.append(_run_through_middle(inside) * px / 2)
-    return float(np.mean(lengths))
+    offs = (np.arange(n_chords) - (n_chords - 1) / 2.0) * spacing_mm
+    pts = (centre2[None, None, :] + offs[:, None, None] * perp[None, None, :]
+           + s[None, :, None] * d[None, None, :])                      # (chords, samples, 2)
+    ix = np.round((pts[..., 0] - ax[0]) / px).astype(int)
+    iy = np.round((pts[..., 1] - ax[0]) / px).astype(int)
+    ok = (ix >= 0) & (ix < len(ax)) & (iy >= 0) & (iy < len(ax))
+    inside = np.zeros(ix.shape, bool)
+    inside[ok] = mask[iy[ok], ix[ok]]
+    return float(np.mean([_run_through_middle(row) * px / 2 for row in inside]))
 
 
 def _run_through_middle(inside: np.ndarray) -> int:
