@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -344,18 +344,36 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
                                finder_time_s=finder_s)
 
 
-def apply_segmentation_check(result) -> None:
+def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, side: str
+                                ) -> Tuple[Optional[Any], str]:
+    """The check's own measurement of ``side`` (a U-Net side whose finder found a pedicle):
+    the finder's answer measured along its corridor
+    (:func:`c2net.pedicle_finder.check.measure_corridor`). Returns ``(measurement or None,
+    reason)``; safe to run on a worker thread beside the main measurement."""
+    from .errors import MeasurementError
+    from .pedicle_finder.check import measure_corridor
+
+    reason = outcome.finder.reasons.get(side, "")
+    found = outcome.finder.sides.get(side)
+    if outcome.segmenter.get(side) != UNET or found is None:
+        return None, reason
+    try:
+        return measure_corridor(ct, found), reason
+    except MeasurementError as exc:
+        return None, f"its corridor could not be measured: {exc.message}"
+
+
+def apply_segmentation_check(result, corridors: Optional[Dict[str, tuple]] = None) -> None:
     """Set ``segmenter`` and ``segmentation_check`` on each side of ``result`` (an
     :class:`c2net.results.Assessment` whose sides are measured).
 
     A U-Net side is compared with the finder's answer measured by the same measurement
     (:func:`c2net.pedicle_finder.check.compare_measurements`): the image's edges along the
-    finder's own corridor around its isthmus
-    (:func:`c2net.pedicle_finder.check.measure_corridor`). A side whose
-    mask came from the finder is flagged: the U-Net saw no pedicle there, so nothing
-    independent confirms it.
+    finder's own corridor around its isthmus (:func:`finder_corridor_measurement`; pass them
+    as ``corridors`` when they were measured already, ``{side: (measurement, reason)}``). A
+    side whose mask came from the finder is flagged: the U-Net saw no pedicle there, so
+    nothing independent confirms it.
     """
-    from .errors import MeasurementError
     from .pedicle_finder import check
 
     outcome = getattr(result, "segmentation_sources", None)
@@ -371,12 +389,6 @@ def apply_segmentation_check(result) -> None:
                 check.CHECK, "the U-Net found no pedicle here; the anatomical finder's mask is used "
                 "and nothing independent confirms it: check the segmentation")
         else:
-            finder_m, reason = None, outcome.finder.reasons.get(side, "")
-            found = outcome.finder.sides.get(side)
-            if found is not None:
-                try:
-                    finder_m = check.measure_corridor(result.ct, found)
-                except MeasurementError as exc:
-                    reason = f"its corridor could not be measured: {exc.message}"
+            finder_m, reason = (corridors or {}).get(side) or \
+                finder_corridor_measurement(result.ct, outcome, side)
             sa.segmentation_check = check.compare_measurements(sa.measurement, finder_m, reason)
-
