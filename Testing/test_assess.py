@@ -207,3 +207,31 @@ def test_an_early_error_exits_cleanly_while_the_models_load(tmp_path, small_phan
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 2, (out.returncode, out.stderr[-500:])
         assert "terminate called" not in out.stderr and "sheared" in out.stderr
+
+
+def test_transverse_widths_follow_the_vertebra_when_the_head_is_turned(small_phantom):
+    """Patient turned 30 degrees about the spine axis (the same voxels, rotated direction):
+    the report's transverse widths run along the vertebra's left-right line, as `c2net
+    measure` (measure_both) reads them, not along the scanner's x axis."""
+    from c2net.measure import measure_both
+
+    ph = small_phantom
+    centre = np.asarray(ph.truth["c2_center_lps_mm"], float)
+    t = np.radians(30.0)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    posed = sitk.Image(ph.ct)
+    posed.SetDirection((rot @ np.asarray(ph.ct.GetDirection()).reshape(3, 3)).ravel().tolist())
+    posed.SetOrigin((centre + rot @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
+    truth = sitk.GetArrayFromImage(ph.labels)
+    labels = np.zeros_like(truth, dtype=np.uint8)
+    labels[truth == 2], labels[truth == 3] = 1, 2
+    seg = sitk.GetImageFromArray(labels)
+    seg.CopyInformation(posed)
+    report = remeasure(posed, seg, threads=2)
+    reference = measure_both(posed, seg)
+    for side in ("left", "right"):
+        got, want = report.sides[side].measurement, reference[side]
+        assert got.outer_width_transverse_mm == pytest.approx(want.outer_width_transverse_mm,
+                                                               abs=0.15), side
+        assert got.inner_width_transverse_mm == pytest.approx(want.inner_width_transverse_mm,
+                                                               abs=0.15), side

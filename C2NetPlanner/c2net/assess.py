@@ -276,13 +276,14 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
     outcome = getattr(result, "segmentation_sources", None)
     with clock.stage("measure", "isthmus cross-sections"):
         pedicles = crop_to_mask(result.segmentation)   # both pedicles' box, not the whole scan
+        left_right = _left_right_direction(pedicles, trajectories)
 
         def measure_side(side: str):
             mask = sitk.Cast(pedicles == SEGMENT_LABELS[side], sitk.sitkUInt8)
             if trajectories and side in trajectories:
-                m = measure_trajectory(ct, *trajectories[side], side)
+                m = measure_trajectory(ct, *trajectories[side], side, lr_direction_lps=left_right)
             else:
-                m = measure_pedicle(ct, mask, side)
+                m = measure_pedicle(ct, mask, side, lr_direction_lps=left_right)
             return m, isthmus_slices(ct, m, mask)
 
         def timed_corridor(side: str):
@@ -329,6 +330,25 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
         result.attention = attention_volume(ct, items, grid=result.segmentation)
     for side in SIDES:
         _decide(result.sides[side], settings)
+
+
+def _left_right_direction(pedicles: sitk.Image, trajectories: Optional[dict] = None
+                          ) -> Optional[np.ndarray]:
+    """The vertebra's left-right direction for the transverse widths (LPS unit vector): the
+    line from the right pedicle to the left one (each side's mask centroid, or its
+    trajectory's midpoint); None when a side is missing (the scanner's x axis is used)."""
+    shape = sitk.LabelShapeStatisticsImageFilter()
+    shape.Execute(sitk.Cast(pedicles, sitk.sitkUInt8))
+    centres = {}
+    for side in SIDES:
+        if trajectories and side in trajectories:
+            centres[side] = np.mean(np.asarray(trajectories[side], float), axis=0)
+        elif shape.HasLabel(SEGMENT_LABELS[side]):
+            centres[side] = np.asarray(shape.GetCentroid(SEGMENT_LABELS[side]), float)
+    if len(centres) < 2:
+        return None
+    d = centres["left"] - centres["right"]
+    return d / np.linalg.norm(d) if np.linalg.norm(d) > 5.0 else None
 
 
 def _decide(sa: SideAssessment, settings: DecisionSettings) -> None:
