@@ -16,7 +16,8 @@ Printed per case: the stage times reported by the pipeline (median over ``--repe
 (what Slicer calls), the ``c2net assess`` command's wall time as a user runs it (start-up,
 every report file included; ``--quiet``) and the peak resident memory of each, for ONNX
 Runtime (the product) and for the same pipeline with torch eager networks carrying the same
-weights (the ratio of the network stages).
+weights (the ratio of the network stages), and, for the first case, the same ORT pipeline
+without the finder's check of the U-Net masks (what the check costs the wall time).
 Machines here are shared; compare ratios, not absolute numbers. Research use only - not a
 medical device.
 """
@@ -37,8 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 STAGES = ("load", "locate", "segment", "finder", "segmentation_check", "measure", "classify",
           "explain", "report", "total")
-#: "finder" is the part of "segment" the anatomical finder takes; "check" its check of the
-#: U-Net masks (a second measurement per side), outside "measure".
+#: "finder" is the part of "segment" the anatomical finder takes; "check" the compute of its
+#: check of the U-Net masks (its measurement of each side's corridor), which runs beside the
+#: measurement inside "measure"; its cost to the wall time is printed from a run without it.
 SHORT = {"segmentation_check": "check", "finder": "(finder)"}
 
 
@@ -75,10 +77,19 @@ for kind in ('segmentation', 'classifier'):
 """
 
 
+#: Child-process code that leaves out the finder's check of the U-Net masks (each such side is
+#: then flagged), so that the check's cost to the wall time is what the two runs differ by.
+NO_CHECK = """
+import c2net.segment as _segment
+_segment.finder_corridor_measurement = lambda ct, outcome, side: (None, 'left out (benchmark)')
+"""
+
+
 def _child(args: list[str]) -> dict:
     """Run one assessment in a child process; return its stage times, wall time, peak RSS."""
-    swap = TORCH_SWAP.format(bench=str(Path(__file__).resolve().parent)) if args[0].get(
-        "backend") == "torch" else ""
+    backend = args[0].get("backend")
+    swap = (TORCH_SWAP.format(bench=str(Path(__file__).resolve().parent)) if backend == "torch"
+            else NO_CHECK if backend == "no-check" else "")
     code = (
         "import json, resource, sys, time\n"
         "from c2net.assess import assess\n"
@@ -180,22 +191,22 @@ def main() -> int:
             f"{SHORT.get(s, s):>9}" for s in STAGES) + f"{'assess()':>9}{'peak MB':>9}"
         print(head)
         backends = ["onnxruntime"] + ([] if args.no_torch else ["torch"])
-        for name, path, seed in cases:
+        for i, (name, path, seed) in enumerate(cases):
             size = _size(path)
-            inference = {}
-            for backend in backends:
+            inference, walls = {}, {}
+            for backend in backends + (["no-check"] if i == 0 else []):
                 runs = [_child([{"input": str(path), "out": str(tmp / "out"), "seed": seed,
                                  "threads": args.threads, "backend": backend}])
                         for _ in range(args.repeats)]
                 ok = [r for r in runs if "error" not in r]
-                label = f"{name} [{'ORT' if backend == 'onnxruntime' else 'torch'}]"
+                label = f"{name} [{ {'onnxruntime': 'ORT', 'no-check': 'ORT, no check'}.get(backend, backend)}]"
                 if not ok:
                     print(f"{label:<24}{size:<34} failed: {runs[0]['error']}")
                     continue
                 med = {s: float(np.median([r["timings_s"].get(s, np.nan) for r in ok]))
                        for s in STAGES}
                 inference[backend] = med["segment"] + med["classify"] + med["explain"]
-                wall = float(np.median([r["wall_s"] for r in ok]))
+                wall = walls[backend] = float(np.median([r["wall_s"] for r in ok]))
                 peak = float(np.max([r["peak_mb"] for r in ok]))
                 print(f"{label:<24}{size:<34}" + "".join(f"{med[s]:>9.2f}" for s in STAGES)
                       + f"{wall:>9.2f}{peak:>9.0f}   status {ok[0]['status']}")
@@ -207,7 +218,11 @@ def main() -> int:
                       f"(median of {len(ok)}), peak {max(r['peak_mb'] for r in ok):.0f} MB")
             else:
                 print(f"{name + ' [c2net assess]':<24}{size:<34}failed: exit {cli[0]['rc']}")
-            if len(inference) == 2:
+            if "no-check" in walls and "onnxruntime" in walls:
+                print(f"{'':<24}the finder's check costs the assessment "
+                      f"{walls['onnxruntime'] - walls['no-check']:+.2f} s of wall time "
+                      "(assess() with it - without it)")
+            if "torch" in inference and "onnxruntime" in inference:
                 print(f"{'':<24}network stages (segment+classify+explain): torch eager / ORT = "
                       f"{inference['torch'] / inference['onnxruntime']:.2f}x")
     return 0
