@@ -30,13 +30,18 @@ def _trajectory(ref):
     return tuple(c - 10.0 * a), tuple(c + 10.0 * a)
 
 
-def test_vhf_along_the_readers_trajectories():
-    path = REAL / "vhf_head_dicom.tgz"
+def _along_the_readers_trajectories(scan: str, file: str):
+    """(reader's sides, the tool's measurements along his trajectories) on one real scan."""
+    path = REAL / file
     if not path.exists():
-        pytest.skip("vhf_head_dicom.tgz is absent")
-    refs = {r["side"]: r for r in json.loads(REFERENCE.read_text()) if r["scan"] == "vhf"}
+        pytest.skip(f"{file} is absent")
+    refs = {r["side"]: r for r in json.loads(REFERENCE.read_text()) if r["scan"] == scan}
     ct = load_ct(path).image
-    res = measure_both(ct, trajectories={s: _trajectory(r) for s, r in refs.items()})
+    return refs, measure_both(ct, trajectories={s: _trajectory(r) for s, r in refs.items()})
+
+
+def test_vhf_along_the_readers_trajectories():
+    refs, res = _along_the_readers_trajectories("vhf", "vhf_head_dicom.tgz")
     for side, r in refs.items():
         m = res[side]
         assert m.axis_source == "trajectory"
@@ -55,12 +60,7 @@ def test_cthead_left_canal_is_read_at_its_narrowest_point():
     tube bulges into the lateral mass; the reader reads the canal where it is narrowest (his
     1 mm running-mean minimum over the closed tube). Before, the inner width was read at the
     MPD's section: 5.45 mm and outer 13.1 mm for the reader's 4.08 / 8.84 mm."""
-    path = REAL / "cthead_approxHU.nii.gz"
-    if not path.exists():
-        pytest.skip("cthead_approxHU.nii.gz is absent")
-    refs = {r["side"]: r for r in json.loads(REFERENCE.read_text()) if r["scan"] == "cthead"}
-    ct = load_ct(path).image
-    res = measure_both(ct, trajectories={s: _trajectory(r) for s, r in refs.items()})
+    refs, res = _along_the_readers_trajectories("cthead", "cthead_approxHU.nii.gz")
     r, m = refs["left"], res["left"]
     assert abs(m.inner_width_transverse_mm - r["inner_width_mm"]) <= r["suggested_agreement_tolerance_inner_mm"]
     assert abs(m.outer_width_transverse_mm - r["outer_width_transverse_mm"]) <= 1.0

@@ -132,32 +132,7 @@ def randomise_patch(img_hu: np.ndarray, rng: np.random.Generator,
     """One randomised look of a 2D HU patch (same shape, float32 HU). ``scanner``
     (:func:`draw_scanner`) sets the in-plane blur; drawn here when not given (the slice
     profile is applied by the caller, which holds the neighbouring slices)."""
-    fat, soft, canc, cortex = levels
-    src = _increasing([-1024.0, fat, soft, canc, cortex, cortex + 1000.0])
-    t_cortex = rng.uniform(*cfg.cortex_hu)
-    dst = _increasing([-1024.0, rng.uniform(*cfg.fat_hu), rng.uniform(*cfg.soft_hu),
-                       rng.uniform(*cfg.cancellous_hu), t_cortex,
-                       t_cortex + 1000.0 * t_cortex / max(cortex - soft, 1.0)])
-    out = np.interp(np.asarray(img_hu, np.float64), src, dst)
-    h, w = out.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    u, v = (xx / max(w - 1, 1)) * 2 - 1, (yy / max(h - 1, 1)) * 2 - 1
-    terms = np.stack([u, v, u * v, u * u, v * v])
-    coef = rng.uniform(-1, 1, size=len(terms))
-    field = np.tensordot(coef, terms, axes=1)
-    field *= cfg.bias_hu * rng.uniform(0, 1) / max(np.abs(field).max(), 1e-6)
-    body = out > -500.0                              # air stays air
-    out = np.where(body, out * rng.uniform(*cfg.gain) + field, out)
-    scanner = scanner or draw_scanner(rng, cfg)
-    sigma = min(inplane_sigma_px(scanner["pixel_mm"], scanner["kernel_px"]), cfg.max_blur_px)
-    if sigma > 0.05:
-        out = ndimage.gaussian_filter(out, sigma)
-    out = out + rng.normal(0.0, rng.uniform(*cfg.noise_hu), size=out.shape)
-    g = rng.uniform(*cfg.gamma)
-    unit = np.clip((out - WINDOW_LO_HU) / (WINDOW_HI_HU - WINDOW_LO_HU), 0.0, 1.0) ** g
-    inside = (out > WINDOW_LO_HU) & (out < WINDOW_HI_HU)
-    out = np.where(inside, WINDOW_LO_HU + unit * (WINDOW_HI_HU - WINDOW_LO_HU), out)
-    return out.astype(np.float32)
+    return randomise_stack(np.asarray(img_hu)[None], rng, levels, cfg, scanner)[0]
 
 
 def randomise_stack(stack_hu: np.ndarray, rng: np.random.Generator,
