@@ -21,9 +21,8 @@ Method (automatic):
    (:mod:`c2net.locate.fov`).
 6. Walk down the anterior column to the C2/C3 disc (:mod:`c2net.locate.disc`). C2's centroid
    lies about 27 mm below the tip along the spine and 11.5 mm behind the dens axis (adult
-   morphometry; stepped along the canal's axis when the dens was read on the scanner's
-   slices, however little they are tilted from it: the dens run's own slope is too noisy to
-   carry the spine's whole tilt); it is re-centred sideways on the bone of a slab
+   morphometry; stepped along the canal's axis when the slices read are tilted from it by
+   more than ``STEP_ALONG_SPINE_MIN_DEG``); it is re-centred sideways on the bone of a slab
    at that level.
 7. Wrong-level guard: an answer must show the C1 ring around the dens (arch or lateral masses
    on at least ``MIN_RING_SLICES`` slices) and, when the disc is seen, a C2 height in the adult
@@ -593,15 +592,11 @@ def confidence(run: DensRun, runs: list[DensRun], disc_found: bool, frame: Spine
     return float(np.clip(value, 0.0, 1.0))
 
 
-#: Read on slices other than the spine frame's (the scanner's, turned or not), C2's centre is
-#: stepped down from the dens tip along the spine axis estimated from the canal, however
-#: little the slices are tilted from it: there the dens run's slope is the whole tilt of the
-#: spine, and a run 10-20 mm long (4-10 slices on 2 mm slices) gives it to 15-20 degrees
-#: (CThead resampled to 0.8 or 1.5 mm slices: the slope turned from -7 to +11 degrees and the
-#: centre moved 8.6 mm across the spine). In the spine frame's own slices the run's slope is
-#: only a correction to the canal's axis (halved and clipped by :func:`_run_axis`). Before,
-#: the run's slope was used on the scanner's slices too, for a tilt below 10 degrees.
-SPINE_READING = "spine"   # the SpineFrame.source of the spine's own frame
+#: When the slices a dens was read on are tilted from the spine axis (estimated from the
+#: canal) by more than this (degrees), C2's centre is stepped down along the spine axis, not
+#: along the dens run: 27 mm down, 10 degrees is 5 mm. Below it the canal's axis (fitted over
+#: C1-C4, a few degrees off C2's own axis in a lordotic neck) is no better than the run's.
+STEP_ALONG_SPINE_MIN_DEG = 10.0
 
 
 def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun,
@@ -641,8 +636,9 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
         # only in part (a short run, its slope halved), so the step down follows the spine
         # axis estimated from the canal, seen in the crop's [S, P, L] index space
         v = (crop.rotation.T @ np.asarray(spine_up, float))[::-1]
-        if frame.source != SPINE_READING:
-            axis = v / np.linalg.norm(v)
+        v = v / np.linalg.norm(v)
+        if np.degrees(np.arccos(np.clip(v[0], -1.0, 1.0))) > STEP_ALONG_SPINE_MIN_DEG:
+            axis = v
     # posterior direction perpendicular to the axis
     post = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
     post /= np.linalg.norm(post)
