@@ -22,13 +22,14 @@ Per ray (from the section centre outward), as a careful reader does on an obliqu
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr
+
+from .sampling import nanmedian_rows
 
 #: The profile must fall this share of the way from a candidate peak to the soft-tissue level
 #: before the peak counts (the reader's "significant" peak).
@@ -167,9 +168,7 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     n_sec = n // n_rays
     inner_half = j <= (0.5 * pk)[:, None]
     vals = np.where(inner_half & dip[:, None], ps, np.nan).reshape(n_sec, -1)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sec_plateau = np.nanmedian(vals, axis=1)
+    sec_plateau = nanmedian_rows(vals)
     plateau = np.repeat(sec_plateau, n_rays)
     plateau = np.where(np.isfinite(plateau), np.maximum(plateau, mn_before), mn_before)
     thr_in = 0.5 * (pval + plateau)
@@ -450,9 +449,7 @@ def scan_blur_and_density(prof: np.ndarray, radii: np.ndarray, e: RayEdges, max_
     ps = prof[idx[:, None], cols]
     rr = radii[cols]
     inner = (rr >= lo[:, None]) & (rr <= np.maximum(lo, ri - 0.3)[:, None])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        C0 = np.nanmedian(np.where(inner, ps, np.nan), axis=1)
+    C0 = nanmedian_rows(np.where(inner, ps, np.nan))
     C0 = np.where((ri - 0.3 > lo) & np.isfinite(C0), C0, ps[:, 0])
     init = np.stack([C0, ri, ro, e.peak_hu[idx], np.full(len(idx), 0.5)], axis=1)
     th, rms = fit_cortex_model(ps, rr, lo, hi, bg, init)

@@ -82,3 +82,15 @@ def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.nda
     for q in range(SLAB_SAMPLES):   # the same summation order as one plane at a time
         out += acc[:, q]
     return out / SLAB_SAMPLES
+
+
+def nanmedian_rows(x: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN; NaN for a row with no value. Unlike ``np.nanmedian``
+    it warns of nothing, so no caller needs ``warnings.catch_warnings`` (process-wide state,
+    unsafe while both sides are measured on two threads)."""
+    x = np.asarray(x, dtype=float)
+    has = ~np.isnan(x).all(axis=1)
+    out = np.full(x.shape[0], np.nan)
+    if has.any():
+        out[has] = np.nanmedian(x[has], axis=1)
+    return out
