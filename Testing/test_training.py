@@ -16,6 +16,9 @@ from c2net import models as M  # noqa: E402
 from c2net.training import data as D  # noqa: E402
 from c2net.training.export import export_onnx, weights_to_fp16  # noqa: E402
 from c2net.training.nets import C3D, UNet2D, autograd_gradcam  # noqa: E402
+from c2net.training.real_labels import write_manifest  # noqa: E402
+
+MANIFEST_COLUMNS = ("patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm")
 from c2net.training.train import TrainConfig, train_cls, train_seg  # noqa: E402
 
 torch.set_num_threads(1)
@@ -65,10 +68,7 @@ def manifest(tmp_path_factory):
     rows = [_write_case(folder, f"p{i}", 3.0 + i, 6.5 - i, (i * 0.5, 0, 0), dirs[i % 2])
             for i in range(4)]
     path = folder / "manifest.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm"])
-        w.writerows(rows)
+    write_manifest([dict(zip(MANIFEST_COLUMNS, r)) for r in rows], path)
     return path
 
 

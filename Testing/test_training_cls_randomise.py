@@ -9,8 +9,6 @@ Research use only - not a medical device.
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -22,7 +20,10 @@ from c2net.classifier_view import aperture_radius_mm, own_side_view  # noqa: E40
 from c2net.errors import InputError  # noqa: E402
 from c2net.training import data as D  # noqa: E402
 from c2net.training.randomise import DomainRandomisation, randomise_stack  # noqa: E402
+from c2net.training.real_labels import write_manifest  # noqa: E402
 from c2net.training.train import TrainConfig, checkpoint_from_onnx, train_cls  # noqa: E402
+
+MANIFEST_COLUMNS = ("patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm")
 
 torch.set_num_threads(1)
 TINY_C3D = (2, 4, 4, 8)
@@ -45,10 +46,7 @@ def cohort(tmp_path_factory):
         rows.append([f"P{i}", f"case{i}/ct.nii.gz", f"case{i}/labels.nii.gz",
                      f"case{i}/truth.json", ml, mr])
     path = folder / "manifest.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["patient_id", "ct", "labels", "truth", "mpd_left_mm", "mpd_right_mm"])
-        w.writerows(rows)
+    write_manifest([dict(zip(MANIFEST_COLUMNS, r)) for r in rows], path)
     return path
 
 

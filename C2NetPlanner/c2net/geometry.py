@@ -122,7 +122,7 @@ def resample_like(
     if antialias and not is_label:
         src_sp = np.asarray(image.GetSpacing(), dtype=float)
         dst_sp = float(min(reference.GetSpacing()))
-        sigma = np.sqrt(np.clip((dst_sp**2 - src_sp**2), 0.0, None)) * 0.4
+        sigma = np.array([_antialias_sigma_mm(sp, dst_sp) for sp in src_sp])
         if np.any(sigma > 0.05):
             # one axis at a time: axes already at or above the target spacing are left alone
             src = sitk.Cast(image, sitk.sitkFloat32)
@@ -282,8 +282,9 @@ def canonical_crop(ct: sitk.Image, center_lps_mm: Sequence[float], size_mm: Sequ
         return resample_like(ct, ref, interpolator, antialias=False)
     sub = sitk.RegionOfInterest(ct, [int(v) for v in i1 - i0], [int(v) for v in i0])
     if not is_label:
-        if _axis_permutation(sub) is not None:   # axial-like grid: one separable pass
-            return _separable_crop(sub, ref)
+        perm = _axis_permutation(sub)
+        if perm is not None:                     # axial-like grid: one separable pass
+            return _separable_crop(sub, ref, perm)
         sub = sitk.Cast(sub, sitk.sitkFloat32)
         for axis, sp in enumerate(sub.GetSpacing()):
             sigma = _antialias_sigma_mm(sp)
@@ -331,13 +332,12 @@ def _smooth_and_sample(u: np.ndarray, n_in: int, sigma_vox: float) -> tuple:
     return w, inside
 
 
-def _separable_crop(sub: sitk.Image, ref: sitk.Image) -> sitk.Image:
+def _separable_crop(sub: sitk.Image, ref: sitk.Image, perm: np.ndarray) -> sitk.Image:
     """:func:`canonical_crop`'s smoothing and linear resampling of ``sub`` (a grid aligned with
     the LPS axes, :func:`_axis_permutation`) onto the canonical ``ref``, as one weight matrix
     per axis applied to the voxels: the Gaussian is exact (ITK's recursive one approximates it
     within a few HU at these sub-voxel sigmas) and the work scales with the output, not with
     three full passes over the fine input."""
-    perm = _axis_permutation(sub)
     d = np.asarray(sub.GetDirection(), float).reshape(3, 3)
     sp, org = np.asarray(sub.GetSpacing(), float), np.asarray(sub.GetOrigin(), float)
     out_size = np.asarray(ref.GetSize())

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -45,6 +45,7 @@ from .errors import InputError, SegmentationError
 from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like, sub_grid
 from .models import OnnxModel, load_model
 from .progress import ProgressCallback, null_progress
+from .results import PedicleMeasurement
 
 UNET, FINDER = "unet", "anatomical_finder"
 
@@ -345,7 +346,7 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 
 
 def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, side: str
-                                ) -> Tuple[Optional[Any], str]:
+                                ) -> Tuple[Optional[PedicleMeasurement], str]:
     """The check's own measurement of ``side`` (a U-Net side whose finder found a pedicle):
     the finder's answer measured along its corridor
     (:func:`c2net.pedicle_finder.check.measure_corridor`). Returns ``(measurement or None,
