@@ -500,6 +500,37 @@ def test_truncated_gzip_stream_refused(tmp_path):
         load_ct(tmp_path / "cut.nii.gz")
 
 
+def test_complete_gzip_judged_by_its_trailer_and_multi_member_by_counting(tmp_path, monkeypatch):
+    """A complete stream is proven complete by its trailer's length record without a second
+    decompression; a complete two-member stream (trailer: the last member's length only) is
+    counted and accepted, and one whose second member is cut is refused."""
+    import gzip
+
+    import c2net.load as load_module
+
+    write_volume(tmp_path / "ct.nii", ct_like_array())
+    data = (tmp_path / "ct.nii").read_bytes()
+    (tmp_path / "one.nii.gz").write_bytes(gzip.compress(data))
+    decompressed = []
+
+    class CountingGzip(gzip.GzipFile):
+        def read(self, size=-1):
+            out = super().read(size)
+            decompressed.append(len(out))
+            return out
+
+    monkeypatch.setattr(load_module.gzip, "open", lambda path, mode: CountingGzip(path, mode))
+    assert load_module._nifti_truncation(tmp_path / "one.nii.gz") is None
+    assert sum(decompressed) <= 540 < len(data)  # the header only
+    two = gzip.compress(data[:5000]) + gzip.compress(data[5000:])
+    (tmp_path / "two.nii.gz").write_bytes(two)
+    assert load_module._nifti_truncation(tmp_path / "two.nii.gz") is None
+    (tmp_path / "cut2.nii.gz").write_bytes(gzip.compress(data[:5000])
+                                           + gzip.compress(data[5000:-700]))
+    assert "holds" in load_module._nifti_truncation(tmp_path / "cut2.nii.gz")
+    assert load_ct(tmp_path / "two.nii.gz").image.GetSize() == load_ct(tmp_path / "ct.nii").image.GetSize()
+
+
 @pytest.mark.parametrize("name", ["cut.mha", "cut.nrrd"])
 def test_truncated_mha_nrrd_refused(tmp_path, name):
     write_volume(tmp_path / name.replace("cut", "ct"), ct_like_array())

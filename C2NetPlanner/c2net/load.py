@@ -204,6 +204,21 @@ _METAIO_MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM"
                       "MET_MOD_US": "US", "MET_MOD_OTHER": "", "MET_MOD_UNKNOWN": ""}
 
 
+def _gzip_trailer_size(path: Path) -> Optional[int]:
+    """The uncompressed length (mod 2**32) that a gzip file's trailer records (RFC 1952 ISIZE).
+
+    A complete single-member stream ends with it; a truncated one ends in compressed data,
+    which matches the length its header promises with odds of 2**-32. So a match proves the
+    file complete without decompressing it a second time (ITK decompresses it to read it);
+    anything else (truncated, multi-member, trailing data) is counted the slow way."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            return struct.unpack("<I", fh.read(4))[0]
+    except (OSError, struct.error):
+        return None
+
+
 def _nifti_truncation(path: Path) -> Optional[str]:
     """Why a NIfTI file is shorter than its header promises (ITK would zero-fill), or None."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -233,6 +248,8 @@ def _nifti_truncation(path: Path) -> Optional[str]:
                                                      dtype=np.int64)) * int(bitpix) // 8
             if opener is open:
                 actual = path.stat().st_size
+            elif _gzip_trailer_size(path) == expected % (1 << 32):
+                return None     # the stream's own record of its length: complete
             else:
                 actual = len(header)
                 while True:
