@@ -124,6 +124,26 @@ def test_finder_is_pose_free(small_phantom, found):
             assert d <= 2.0, (code, side, d)
 
 
+def test_finder_never_takes_c1_lateral_masses_for_c2_pedicles(small_phantom):
+    """With the C2 centre read 12 mm too high (towards C1) but the dens tip known, no isthmus
+    is answered at C1's level: C1's lateral masses lie between C1's ring and its foramen
+    transversarium like a pedicle, but 8-15 mm below the dens tip, where C2's isthmi never
+    are (24-33 mm). Before the rule the finder answered 25-30 mm from C2's isthmi here."""
+    ph = small_phantom
+    up = np.asarray(ph.truth["c2_frame_lps"]["superior"])
+    frame = {"axis_lps": up.tolist(),
+             "anterior_lps": (-np.asarray(ph.truth["c2_frame_lps"]["posterior"])).tolist()}
+    high = np.asarray(ph.truth["c2_center_lps_mm"]) + 12.0 * up
+    res = find_pedicles(ph.ct, high, frame, dens_tip_lps_mm=ph.truth["dens_tip_lps_mm"])
+    for side in ("left", "right"):
+        f = res.sides[side]
+        if f is None:
+            assert "below the dens tip" in res.reasons[side]
+        else:
+            true = np.asarray(ph.truth["sides"][side]["isthmus_center_lps_mm"])
+            assert np.linalg.norm(np.asarray(f.isthmus_center_lps_mm) - true) <= 5.0
+
+
 def test_finder_far_from_c2_finds_no_canal(small_phantom):
     """Given a point in the soft tissue beside the neck, there is no C2 ring to find."""
     c = np.asarray(small_phantom.truth["c2_center_lps_mm"]) + (0.0, -45.0, 0.0)

@@ -34,7 +34,7 @@ from ..geometry import AIR_HU, canonical_crop, to_input_grid
 from .canal import find_canal
 from .foramen import find_foramen
 from .levels import BoneLevels, bone_levels
-from .tube import Tube, find_tube
+from .tube import MIN_ISTHMUS_BELOW_TIP_MM, Tube, find_tube
 
 __all__ = ["find_pedicles", "FinderResult", "FoundPedicle", "FINDER_ROI_MM", "LABELS"]
 
@@ -198,9 +198,12 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     reasons: Dict[str, str] = {}
     for side in SIDES:
         foramen = find_foramen(solid, canal, side, np.arange(k_lo, k_hi))
-        tube = find_tube(solid, clear, canal, foramen, canal_dist, side)
+        tube = find_tube(solid, clear, canal, foramen, canal_dist, side, tip_slice)
         if tube is None or not tube.mask.any():
             reasons[side] = "no corridor of bone between the canal and the foramen"
+            if tip_slice is not None and canal.slices.min() - 2 > tip_slice - MIN_ISTHMUS_BELOW_TIP_MM:
+                reasons[side] += (f" lower than {MIN_ISTHMUS_BELOW_TIP_MM:g} mm below the dens tip "
+                                  "(higher up lie C1's lateral masses)")
             continue
         labels[tube.mask & (labels == 0)] = LABELS[side]
         sides[side] = _found(roi, tube)

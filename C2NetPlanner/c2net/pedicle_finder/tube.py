@@ -70,6 +70,14 @@ MASK_HALF_LENGTH_MM = 6.5
 WAIST_RISE_MM = 0.5
 WAIST_RISE_WEIGHT = 0.25
 WAIST_RISE_CAP_MM = 2.0
+#: C2's pedicle isthmus lies below its superior articular facets, which sit at the base of the
+#: dens: 24-33 mm below the dens tip along the spine on the three shared real scans (24.4-30.5)
+#: and the project's phantoms (24.1-33.3). C1's lateral masses - a corridor of bone between C1's
+#: ring around the dens and C1's foramen transversarium, which looks like a pedicle to the
+#: corridor search - lie 8-15 mm below the tip. A centre higher than this (mm below the tip)
+#: is not searched: between the two, with 6 mm to spare on C2's side for a tip read low or a
+#: frame tilted sideways (at 20 degrees a pedicle 15 mm off the midline moves 5 mm up or down).
+MIN_ISTHMUS_BELOW_TIP_MM = 18.0
 #: Ranks of a segment, best last: its constriction off the canal wall (not the pedicle), on the
 #: wall without a waist (kept for a pedicle whose clearance nowhere narrows), on the wall
 #: through a waist. Segments are compared by rank first, then by score.
@@ -141,13 +149,18 @@ def _best_first(score: np.ndarray, rank: np.ndarray) -> np.ndarray:
 
 
 def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
-                      canal_dist: np.ndarray, side: str) -> np.ndarray:
-    """(N, 3) integer (S, P, L) indices where the isthmus centre may lie."""
+                      canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None
+                      ) -> np.ndarray:
+    """(N, 3) integer (S, P, L) indices where the isthmus centre may lie; with ``tip_slice``
+    (the dens tip's continuous slice) none higher than :data:`MIN_ISTHMUS_BELOW_TIP_MM` below
+    it (C1's lateral masses)."""
     sgn = 1.0 if side == "left" else -1.0
     n = solid.shape[0]
     ks = canal.slices
     zone = np.zeros_like(solid, dtype=bool)
     k_lo, k_hi = max(int(ks.min()) - 2, 0), min(int(ks.max()) + 3, n)
+    if tip_slice is not None:
+        k_hi = min(k_hi, int(np.floor(tip_slice - MIN_ISTHMUS_BELOW_TIP_MM)) + 1)
     geo = canal.per_slice()
     rows, cols = np.indices(solid.shape[1:])
     for k in range(k_lo, k_hi):
@@ -163,9 +176,11 @@ def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, forame
 
 
 def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
-              canal_dist: np.ndarray, side: str) -> Optional[Tube]:
-    """The maximum-clearance corridor of ``side``; None when no corridor of bone is there."""
-    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side)
+              canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None
+              ) -> Optional[Tube]:
+    """The maximum-clearance corridor of ``side``; None when no corridor of bone is there.
+    ``tip_slice``: the dens tip's continuous slice, when known (:func:`candidate_centres`)."""
+    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side, tip_slice)
     if len(cand) == 0:
         return None
     s = np.arange(-SEGMENT_HALF_MM, SEGMENT_HALF_MM + 1e-9, 1.0)
