@@ -105,9 +105,14 @@ def _panel(a, ct, arr, sec, u, v, axis, m, title, ext=9.0):
     a.imshow(img, cmap="gray", vmin=-200, vmax=1400, extent=(-ext, ext, -ext, ext), origin="lower")
     r_in = getattr(sec, "r_in_canal", None)
     r_in = sec.r_in_half if r_in is None else r_in
-    for r, col, lab in ((sec.r_out, "lime", "outer (blur-corrected)"), (sec.r_out_half, "yellow", "outer half-way"),
-                        (r_in, "cyan", "inner half-way (canal)")):
-        p = DIRS2 * r[:, None]
+    o_in = np.zeros(2)
+    if getattr(sec, "r_canal_core", None) is not None:
+        r_in, o_in = sec.r_canal_core, sec.canal_origin   # the canal read from its own core
+        a.plot([o_in[0]], [o_in[1]], "c+", ms=6)
+    for r, col, lab, o in ((sec.r_out, "lime", "outer (blur-corrected)", 0.0),
+                           (sec.r_out_half, "yellow", "outer half-way", 0.0),
+                           (r_in, "cyan", "inner half-way (canal)", o_in)):
+        p = o + DIRS2 * r[:, None]
         p = np.vstack([p, p[:1]])
         a.plot(p[:, 0], p[:, 1], color=col, lw=1, label=lab)
     e = np.array([[(np.subtract(q, sec.center)) @ u, (np.subtract(q, sec.center)) @ v] for q in m.mpd_endpoints_lps_mm])

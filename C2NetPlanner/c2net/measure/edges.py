@@ -68,6 +68,8 @@ class RayEdges:
     #: on rays without an outer edge (the wall runs on into a neighbouring bone): the canal's
     #: half-way edge before the first rise out of the canal (NaN: none)
     r_in_rise: np.ndarray = None
+    #: the least cortical peak (HU) these edges were found with (None: no level)
+    min_peak_hu: float = None
 
 
 def soft_tissue_level(profiles: np.ndarray) -> float:
@@ -137,20 +139,24 @@ def find_peaks(p: np.ndarray, soft_hu: float, min_peak_hu: float = -np.inf) -> T
 
 
 def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
-              cortex_hu: float = None) -> RayEdges:
+              cortex_hu: float = None, min_peak_hu: float = None) -> RayEdges:
     """Edges of flattened profiles ``prof`` ((n_sections * n_rays, S); rays of one section
-    consecutive). ``cortex_hu``: the scan's cortical density (estimated when None)."""
+    consecutive). ``cortex_hu``: the scan's cortical density (estimated when None).
+    ``min_peak_hu``: the least cortical peak (default: ``PEAK_LEVEL_FRACTION`` of the way
+    from soft tissue to the typical peak of these profiles)."""
     n, S = prof.shape
     step = float(radii[1] - radii[0])
     rows = np.arange(n)
     ps = ndimage.uniform_filter1d(prof, 3, axis=1, mode="nearest")
-    peak, pval = find_peaks(ps, soft_hu)
+    peak, pval = (np.full(n, -1), np.full(n, np.nan)) if min_peak_hu is not None else find_peaks(ps, soft_hu)
     # a cortical peak reaches a good share of the cortical peaks this scan shows: a bump of
     # dense trabeculae in a fatty canal drops far towards soft tissue too, but is no cortex
-    if (peak >= 0).sum() >= 10:
+    if min_peak_hu is None and (peak >= 0).sum() >= 10:
         top = np.sort(pval[peak >= 0])
         typical = float(np.median(top[top.size // 2:]))
-        peak, pval = find_peaks(ps, soft_hu, soft_hu + PEAK_LEVEL_FRACTION * (typical - soft_hu))
+        min_peak_hu = soft_hu + PEAK_LEVEL_FRACTION * (typical - soft_hu)
+    if min_peak_hu is not None:
+        peak, pval = find_peaks(ps, soft_hu, min_peak_hu)
     found = peak >= 0
     pk = np.maximum(peak, 0)
     j = np.arange(S)[None, :]
@@ -226,7 +232,89 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
                     r_out_half=np.where(found, r_out_half, np.nan),
                     r_in_half=np.where(dip, r_in_half, np.nan),
                     r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan),
-                    plateau_hu=np.repeat(sec_plateau, n_rays), r_in_rise=r_in_rise)
+                    plateau_hu=np.repeat(sec_plateau, n_rays), r_in_rise=r_in_rise, min_peak_hu=min_peak_hu)
+
+
+#: Passes that re-read the canal's plateau from the inner half of its own rays' canal.
+CANAL_PLATEAU_PASSES = 1
+
+
+def canal_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
+                min_peak_hu: float = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The canal's half-way edge per ray of flattened profiles cast from the canal's own
+    centre (``n_rays`` consecutive rays per section), as the reader reads the canal:
+
+    * the medullary plateau is the canal's core level: the median of the inner half of the
+      section's canal rays (:func:`ray_edges`, here from the canal's centre);
+    * a ray's wall is its first peak that is significant either as the outer cortex is (it
+      falls at least half-way towards soft tissue beyond it, :func:`ray_edges`) or against
+      the canal (it stands above the plateau as a significant peak stands above soft
+      tissue: at least ``MIN_BONE_CONTRAST_HU`` above it, falling back at least half-way to
+      it) - the canal ends at its wall whether the bone beyond ends in soft tissue or runs
+      on into a neighbouring bone - or a faint wall of any height beyond which the profile
+      falls at least ``MIN_DROP_HU`` below the plateau (the outside, darker than the canal);
+      a ray has canal only where its profile dips before the wall (``DIP_FRACTION``);
+    * the edge is the crossing of (peak + plateau) / 2 walking back towards the centre.
+
+    ``min_peak_hu``: the least cortical peak of the scan (:func:`ray_edges`; the sweep's, so
+    that a section's canal does not depend on which other sections are read with it).
+    Returns (inner edge, the wall's outer half-way edge) per ray; NaN where a ray has no
+    such wall."""
+    n, S = prof.shape
+    e = ray_edges(prof, radii, soft_hu, n_rays, np.inf, min_peak_hu)
+    plateau = e.plateau_hu
+    r = np.full(n, np.nan)
+    if plateau is None or not np.isfinite(plateau).any():
+        return r, r.copy()
+    step = float(radii[1] - radii[0])
+    ps = ndimage.uniform_filter1d(prof, 3, axis=1, mode="nearest")
+    rows = np.arange(n)
+    pk = np.where(e.found, np.round(e.r_peak / step).astype(int), S)
+    ok = np.isfinite(plateau)
+    sub = np.nonzero(ok)[0]
+    pk2, _ = find_peaks(ps[sub], plateau[sub])
+    pk2 = np.where(pk2 > 0, pk2, S)
+    pk[sub] = np.minimum(pk[sub], pk2)
+    # a faint wall with the outside behind it: a significant peak of any height beyond which
+    # the profile falls well below the canal's own level (soft tissue, not marrow)
+    pk3, _ = find_peaks(ps[sub], soft_hu)
+    j = np.arange(S)[None, :]
+    n_out = int(round(OUTSIDE_MM / step))
+    beyond = (j >= np.maximum(pk3, 0)[:, None]) & (j <= np.maximum(pk3, 0)[:, None] + n_out)
+    low = np.min(np.where(beyond, ps[sub], np.inf), axis=1)
+    pk3 = np.where((pk3 > 0) & (low <= plateau[sub] - MIN_DROP_HU), pk3, S)
+    pk[sub] = np.minimum(pk[sub], pk3)
+    hit = ok & (pk < S) & (pk > 0)
+    if not hit.any():
+        return r, r.copy()
+    h = np.nonzero(hit)[0]
+    mn = np.min(np.where(j <= pk[h][:, None], ps[h], np.inf), axis=1)
+    pv = ps[rows[h], pk[h]]
+    # a ray has canal only where the profile dips before its wall (as in ray_edges)
+    beyond = (j >= pk[h][:, None]) & (j <= pk[h][:, None] + n_out)
+    low = np.min(np.where(beyond, ps[h], np.inf), axis=1)
+    keep = pv - mn >= DIP_FRACTION * (pv - low)
+    h, mn, pv, low = h[keep], mn[keep], pv[keep], low[keep]
+    if h.size == 0:
+        return r, r.copy()
+    for _ in range(CANAL_PLATEAU_PASSES):
+        base = np.maximum(plateau[h], mn)
+        r[:] = np.nan
+        r[h] = _last_crossing_before(ps[h], pk[h], 0.5 * (pv + base), radii)
+        # the plateau re-read from the canal's core: the inner half of each ray's canal
+        core = np.full((n, S), np.nan)
+        inside = np.isfinite(r)[:, None] & (radii[None, :] <= 0.5 * np.nan_to_num(r)[:, None])
+        core[inside] = ps[inside]
+        sec = nanmedian_rows(core.reshape(n // n_rays, -1))
+        plateau = np.where(np.isfinite(np.repeat(sec, n_rays)), np.repeat(sec, n_rays), plateau)
+    base = np.maximum(plateau[h], mn)
+    r[:] = np.nan
+    r[h] = _last_crossing_before(ps[h], pk[h], 0.5 * (pv + base), radii)
+    # the wall's outer edge: the crossing of (peak + outside minimum) / 2 beyond the peak,
+    # the minimum within OUTSIDE_MM (soft tissue, or the dip before a neighbouring bone)
+    r_out = np.full(n, np.nan)
+    r_out[h] = _first_crossing_after(ps[h], pk[h], 0.5 * (pv + low), radii)
+    return r, r_out
 
 
 def _trap_moment(P: np.ndarray, bg: np.ndarray, ia: np.ndarray, ib: np.ndarray, weight: np.ndarray,

@@ -78,6 +78,13 @@ RUNNING_MEAN_MM = 1.0
 #: widths.CANAL_PIXEL_MM) and read on the reader's within this margin (mm) of the answer.
 TRANSVERSE_SEARCH_PIXEL_MM = 0.1
 TRANSVERSE_SEARCH_MARGIN_MM = 0.5
+#: The canal for the transverse widths is read with rays from its own centre (the reader's
+#: ray origin), found by at most this many fixed-point steps, to this tolerance (mm).
+CANAL_CORE_RAYS = True
+CANAL_CORE_ITERATIONS = 5
+CANAL_CORE_TOL_MM = 0.1
+#: The outer transverse width from the canal wall's outer edges on the same rays.
+OUTER_FROM_CANAL_WALL = True
 
 
 @dataclass
@@ -98,6 +105,13 @@ class Section:
     #: open ring (the wall runs on into a neighbouring bone) the canal may still be enclosed
     r_in_canal: np.ndarray = None
     canal_closed: bool = False
+    #: the canal re-read with rays from its own core (the reader's ray origin): the origin
+    #: (in-plane offset (2,) from ``center`` along u, v) and the canal's radii about it
+    canal_origin: np.ndarray = None
+    r_canal_core: np.ndarray = None
+    #: the outer half-way edge of the canal's wall on the same rays (None: not closed)
+    r_wall_core: np.ndarray = None
+    core_tried: bool = False
 
     def basis_offset(self) -> np.ndarray:
         """LPS offset from the centre to the mean of the outer outline's vertices."""
@@ -124,6 +138,8 @@ class _Sweep:
     v: np.ndarray
     soft_hu: float
     cortex_hu: float
+    crop: object = None           # the LocalCT the sweep sampled
+    min_peak_hu: float = None     # the least cortical peak of its edges (edges.ray_edges)
 
 
 @dataclass
@@ -139,6 +155,9 @@ class _Context:
     tube: List[Section] = field(default_factory=list)
     #: the sections where the transverse widths were read (set by _set_transverse)
     transverse_near: List[Section] = field(default_factory=list)
+    crop: object = None
+    soft_hu: float = 0.0
+    min_peak_hu: float = None
 
 
 # --------------------------------------------------------------------------------------
@@ -279,7 +298,7 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
         sec = _section(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu)
         sec.axis, sec.u, sec.v = axis, u, v
         sections.append(sec)
-    return _Sweep(sections, axis, u, v, soft_hu, cortex_hu)
+    return _Sweep(sections, axis, u, v, soft_hu, cortex_hu, crop, e.min_peak_hu)
 
 
 def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf) -> Section:
@@ -608,7 +627,8 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
             (before.insert(0, secs[j]) if step < 0 else after.append(secs[j]))
             prev, j = c, j + step
     tube = before + tube + after
-    return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube)
+    return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube, crop=sw.crop, soft_hu=sw.soft_hu,
+                       min_peak_hu=sw.min_peak_hu)
 
 
 def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> None:
@@ -624,6 +644,12 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
     l2 = np.array([lp @ ctx.u, lp @ ctx.v])
     l2 /= np.linalg.norm(l2)
     tube = ctx.tube or ctx.near
+    core = CANAL_CORE_RAYS and ctx.crop is not None
+
+    def cored(idx):   # the canals of these sections read from their own core (once each)
+        if core:
+            _canal_from_its_core([tube[k] for k in idx], ctx.crop, ctx.soft_hu, ctx.min_peak_hu)
+
     t = np.array([s.t_mm for s in tube])
     half = 0.5 * RUNNING_MEAN_MM + 1e-6
     if TRANSVERSE_SEARCH_PIXEL_MM:
@@ -631,14 +657,17 @@ def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> N
         # reader's 0.05 mm raster over the sections around it
         # (every other section: a 1 mm running mean still spans three)
         ks = np.arange(0, len(tube), 2 if len(tube) > 8 else 1)
+        cored(ks)
         coarse = np.array([_canal_chords(tube[k], l2, TRANSVERSE_SEARCH_PIXEL_MM)[0] for k in ks])
         tk_ = t[ks]
         t_c = tk_[int(np.argmin([coarse[np.abs(tk_ - tk) <= half].mean() for tk in tk_]))]
         cand = np.abs(t - t_c) <= half + TRANSVERSE_SEARCH_MARGIN_MM
     else:
         t_c, cand = t[0], np.ones(len(tube), bool)
-    fine = {k: _canal_chords(tube[k], l2) for k in range(len(tube))
-            if abs(t[k] - t_c) <= 2 * half + TRANSVERSE_SEARCH_MARGIN_MM or not TRANSVERSE_SEARCH_PIXEL_MM}
+    fine_k = [k for k in range(len(tube))
+              if abs(t[k] - t_c) <= 2 * half + TRANSVERSE_SEARCH_MARGIN_MM or not TRANSVERSE_SEARCH_PIXEL_MM]
+    cored(fine_k)
+    fine = {k: _canal_chords(tube[k], l2) for k in fine_k}
     run = {k: float(np.mean([fine[q][0] for q in fine if abs(t[q] - t[k]) <= half]))
            for k in range(len(tube)) if cand[k]}
     k_min = min(run, key=lambda k: (run[k], k))
@@ -665,23 +694,94 @@ def _across(d: np.ndarray, axis: np.ndarray) -> float:
     return float(np.linalg.norm(d - (d @ axis) * axis))
 
 
+def _core_canals(secs: List[Section], origins: List[np.ndarray], crop, soft_hu: float,
+                 min_peak_hu: float = None) -> list:
+    """The canal of each section read with 72 rays from its own centre, as the reader reads
+    it (:func:`.edges.canal_edges`: the plateau from the canal's core, the first wall per
+    ray, the half-way edge). The centre is found by fixed-point iteration from ``origins``
+    (in-plane offsets (2,) from each section's centre): rays from it, the new canal's
+    centroid, until it moves less than ``CANAL_CORE_TOL_MM``. Per section ``(origin, canal
+    radii, the wall's outer radii or None)`` of the last closed canal, or None when it never
+    closed."""
+    out: list = [None] * len(secs)
+    o = [np.asarray(x, float).copy() for x in origins]
+    todo = list(range(len(secs)))
+    for _ in range(CANAL_CORE_ITERATIONS):
+        if not todo:
+            break
+        s0 = secs[todo[0]]
+        cen = np.array([secs[k].center + o[k][0] * secs[k].u + o[k][1] * secs[k].v for k in todo])
+        prof = ray_profiles(crop, cen, s0.axis, s0.u, s0.v)
+        r_all, ro_all = _edges.canal_edges(prof.reshape(-1, prof.shape[-1]), RADII, soft_hu, N_RAYS,
+                                           min_peak_hu)
+        nxt = []
+        for n, k in enumerate(todo):
+            sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
+            rcf, ok = _w.fill_gaps(r_all[sl])
+            if not ok:
+                continue
+            rcf = _w.smooth_circular(rcf)
+            c2 = _w.polygon_centroid(rcf, DIRS2)
+            if c2 is None:
+                continue
+            rof, ok_o = _w.fill_gaps(ro_all[sl])
+            out[k] = (o[k].copy(), rcf, _w.smooth_circular(rof) if ok_o else None)
+            if np.hypot(*c2) > CANAL_CORE_TOL_MM:
+                o[k] = o[k] + c2
+                nxt.append(k)
+        todo = nxt
+    return out
+
+
+def _canal_from_its_core(tube: List[Section], crop, soft_hu: float, min_peak_hu: float = None) -> None:
+    """The tube's canals re-read the way the reader reads them - rays from the canal's own
+    centre (:func:`_core_canals`) - while the outer outline keeps its own rays. Sections
+    whose canal does not close from its core keep the canal of their outline's rays.
+
+    Where the canal is eccentric (the outline's centre lies in grey trabecular bone beside
+    it), rays from the outline's centre start in that grey bone: the section's plateau reads
+    grey, and the half-way level between it and a faint wall beyond lies out at the wall, so
+    the canal takes in the grey bone. From the canal's centre the plateau is the canal's own
+    level."""
+    core = [s for s in tube if s.canal_closed and not s.solid and s.u is not None and not s.core_tried]
+    orig = []
+    for s in core:
+        c2 = _w.polygon_centroid(s.r_in_canal if s.r_in_canal is not None else s.r_in_half, DIRS2)
+        orig.append(np.zeros(2) if c2 is None else c2)
+    for s, res in zip(core, _core_canals(core, orig, crop, soft_hu, min_peak_hu)):
+        s.core_tried = True
+        if res is not None:
+            s.canal_origin, s.r_canal_core, s.r_wall_core = res
+
+
 def _canal_chords(s: Section, l2: np.ndarray, pixel_mm: float = _w.CANAL_PIXEL_MM):
     """(inner transverse width, canal centroid (2,) or None, raster axis) of one section along
-    the in-plane direction ``l2``: the mean of the opened half-way canal's 5 chords."""
-    r_in = s.r_in_canal if s.r_in_canal is not None else s.r_in_half
-    ext = float(np.nanmax(np.concatenate([s.r_out_half, r_in]))) + 0.2
+    the in-plane direction ``l2``: the mean of the opened half-way canal's 5 chords. The
+    canal read from its own core (:func:`_canal_from_its_core`) where there is one."""
+    if s.r_canal_core is not None:
+        r_in, o2 = s.r_canal_core, s.canal_origin
+    else:
+        r_in, o2 = (s.r_in_canal if s.r_in_canal is not None else s.r_in_half), np.zeros(2)
+    ext = float(np.nanmax(np.concatenate([s.r_out_half, r_in + np.hypot(*o2)]))) + 0.2
     if s.solid:
         return 0.0, None, ext
-    canal, ax = _w.region(r_in, DIRS2, ext, _w.CANAL_OPENING_RADIUS_MM, pixel_mm=pixel_mm)
+    canal, ax = _w.region(r_in, DIRS2, float(np.nanmax(r_in)) + 0.2, _w.CANAL_OPENING_RADIUS_MM,
+                          pixel_mm=pixel_mm)
     if not canal.any():
         return 0.0, None, ext
     yy, xx = np.nonzero(canal)
-    return _w.chord_widths(canal, ax, l2), np.array([ax[xx].mean(), ax[yy].mean()]), ext
+    return _w.chord_widths(canal, ax, l2), o2 + np.array([ax[xx].mean(), ax[yy].mean()]), ext
 
 
 def _outer_chord(s: Section, l2: np.ndarray, c2: Optional[np.ndarray], ext: float) -> float:
     """The half-way outline's chord along ``l2`` through ``c2`` (the canal centroid; the
-    outline's centroid when there is no canal)."""
+    outline's centroid when there is no canal). Where the canal was read from its core, the
+    outer edges are those of its wall on the same rays (the reader's rays from the canal
+    centre): where the wall runs on into a neighbouring bone, its outer edge is half-way
+    down into the dip before that bone, not beyond the bone."""
+    if OUTER_FROM_CANAL_WALL and s.r_wall_core is not None and c2 is not None:
+        reg, ax = _w.region(s.r_wall_core, DIRS2, float(np.nanmax(s.r_wall_core)) + 0.2)
+        return _w.chord_widths(reg, ax, l2, c2 - s.canal_origin, n_chords=1)
     r = s.r_out_half
     if not np.all(np.isfinite(r)) and np.isfinite(r).sum() >= 3:
         # an open ring: the outline interpolated across its opening

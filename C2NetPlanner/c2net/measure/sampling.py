@@ -89,8 +89,19 @@ def nanmedian_rows(x: np.ndarray) -> np.ndarray:
     it warns of nothing, so no caller needs ``warnings.catch_warnings`` (process-wide state,
     unsafe while both sides are measured on two threads)."""
     x = np.asarray(x, dtype=float)
-    has = ~np.isnan(x).all(axis=1)
     out = np.full(x.shape[0], np.nan)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return out
+    # sorted rows put NaN last: the median is the middle of each row's finite head (the
+    # mean of the two middle values for an even count, as np.nanmedian; its masked-array
+    # path for small rows with NaN cost ~0.3 ms a call, a fifth of a sweep's time)
+    srt = np.sort(x, axis=1)
+    cnt = np.count_nonzero(~np.isnan(x), axis=1)
+    has = cnt > 0
     if has.any():
-        out[has] = np.nanmedian(x[has], axis=1)
+        rows = np.nonzero(has)[0]
+        c = cnt[has]
+        lo = srt[rows, (c - 1) // 2]
+        hi = srt[rows, c // 2]
+        out[has] = np.where(c % 2 == 1, lo, (lo + hi) / 2.0)
     return out
