@@ -235,3 +235,17 @@ def test_transverse_widths_follow_the_vertebra_when_the_head_is_turned(small_pha
                                                                abs=0.15), side
         assert got.inner_width_transverse_mm == pytest.approx(want.inner_width_transverse_mm,
                                                                abs=0.15), side
+
+
+def test_assess_command_start_up_imports_no_scipy_plotting_or_torch():
+    """Issue #16: the `c2net assess` command's start-up (its module and the pipeline's) imports
+    no SciPy (it loads on the models' worker thread while the CT is read), no plotting library
+    and no torch: before, the trajectory options pulled the whole measurement package in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, c2net.cli, c2net.commands.assess, c2net.assess; "
+            "print(sorted(m for m in ('scipy', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -14,7 +14,6 @@ import SimpleITK as sitk
 from .. import DISCLAIMER
 from ..errors import InputError
 from ..load import load_ct
-from ..measure import measure_both
 from ..verdict import DEFAULT_CUTOFF_MM, cutoff_source, mpd_verdict
 
 #: The phantom generator's pedicle labels (labels.nii.gz, declared in truth.json).
@@ -120,6 +119,8 @@ def run(args) -> int:
         raise InputError("Give --pedicles LABELS, or a trajectory for each side.",
                          hint="--trajectory-left EX EY EZ TX TY TZ --trajectory-right ... (entry near "
                               "the lamina, target in the vertebral body), or a pedicle label map.")
+    from ..measure import measure_both  # SciPy: not on the start-up path of other commands
+
     ct = load_ct(args.ct)
     labels, left, right, source = None, None, None, "trajectories"
     lp = None
