@@ -3,9 +3,11 @@ open isthmi, rough masks, trajectories. Analytic tubes with exact answers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
-from analytic_shapes import cylinder_bone_mask, make_tube, tilted, tube_ct
+from analytic_shapes import Tube, cylinder_bone_mask, make_tube, tilted, tube_ct
 from c2net.errors import MeasurementError
 from c2net.measure import measure_pedicle, measure_trajectory
 from c2net.verdict import HIGH_RISK, mpd_verdict
@@ -142,4 +144,34 @@ def test_canal_is_read_where_the_ring_runs_into_a_neighbouring_bone():
     m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
     assert abs(m.mpd_mm - 5.5) <= 0.3             # the MPD still comes from the closed ring
     assert not m.no_medullary_canal
+    assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(7.0)) <= 0.2
+
+
+@dataclass
+class _HoledTube(Tube):
+    """A tube whose medial wall has a hole (soft tissue through it, mid-height, 3 mm high)
+    between ``hole_t`` along the axis: the canal is not enclosed there."""
+
+    hole_t: tuple = (3.0, 4.25)
+    hole_half_mm: float = 1.5
+
+    def outer_inside(self, p):
+        t, x, y = self.coords(p)
+        hole = (t >= self.hole_t[0]) & (t <= self.hole_t[1]) & (x < 0) & (np.abs(y) <= self.hole_half_mm)
+        return super().outer_inside(p) & ~(hole & ~self.inner_inside(p))
+
+
+def test_canal_is_followed_across_a_short_opening_of_its_wall():
+    """As above (the lateral wall runs into a neighbouring bone from 1 mm past the outer
+    isthmus), and the medial wall has a 1.25 mm-long hole 3 mm out: over the sections within
+    it the canal is not enclosed. Open sections are bridged over at most 1 mm as in the tube,
+    so the canal is still read at its narrowest point 7 mm out (2.74 mm before, truth 2.48)."""
+    base = make_tube("left", mpd_mm=5.5, height_mm=8.0, cortex_mm=1.0)
+    tube = _HoledTube(**{k: getattr(base, k) for k in base.__dataclass_fields__})
+    tube.cortex_slope_per_mm = 0.14
+    tube.half_length_mm, tube.mask_half_length_mm = 11.0, 8.5
+    tube.block_from_t_mm, tube.block_half_height_mm, tube.block_hu = 1.0, 6.0, 740.0
+    ct, mask = tube_ct(tube, spacing=(0.4, 0.4, 0.4), supersample=2, seed=12, hu=(40.0, 1300.0, 300.0))
+    m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
+    assert abs(m.mpd_mm - 5.5) <= 0.3
     assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(7.0)) <= 0.2

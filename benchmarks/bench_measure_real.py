@@ -115,6 +115,11 @@ def _panel(a, ct, arr, sec, u, v, axis, m, title, ext=9.0):
         p = o + DIRS2 * r[:, None]
         p = np.vstack([p, p[:1]])
         a.plot(p[:, 0], p[:, 1], color=col, lw=1, label=lab)
+    if getattr(sec, "r_wall_core", None) is not None:
+        # the canal wall's outer edges on the canal's own rays (the outer transverse width)
+        p = o_in + DIRS2 * sec.r_wall_core[:, None]
+        p = np.vstack([p, p[:1]])
+        a.plot(p[:, 0], p[:, 1], color="orange", lw=0.8, ls="--", label="canal wall, outer edge")
     e = np.array([[(np.subtract(q, sec.center)) @ u, (np.subtract(q, sec.center)) @ v] for q in m.mpd_endpoints_lps_mm])
     a.plot(e[:, 0], e[:, 1], "r-", lw=1.5, label=f"MPD {m.mpd_mm:.2f} (its section)")
     td = np.asarray(m.transverse_direction_lps)

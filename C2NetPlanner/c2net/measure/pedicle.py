@@ -619,13 +619,21 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
     fin = np.nonzero(np.isfinite(widths))[0]
     before, after = [], []
     for step, j in ((-1, fin[0] - 1), (1, fin[-1] + 1)):
-        prev = _canal_centre(secs[j - step])
-        while 0 <= j < len(secs) and not secs[j].closed and secs[j].canal_closed:
+        last = secs[j - step]
+        prev = _canal_centre(last)
+        while 0 <= j < len(secs) and not secs[j].closed:
+            if not secs[j].canal_closed:
+                # open sections without an enclosed canal over at most MAX_TUBE_GAP_MM are
+                # bridged, as in the tube
+                if abs(secs[j].t_mm - last.t_mm) > MAX_TUBE_GAP_MM + 1e-6:
+                    break
+                j += step
+                continue
             c = _canal_centre(secs[j])
             if c is None or prev is None or _across(c - prev, secs[j].axis) > MAX_CENTRE_JUMP_MM:
                 break
             (before.insert(0, secs[j]) if step < 0 else after.append(secs[j]))
-            prev, j = c, j + step
+            last, prev, j = secs[j], c, j + step
     tube = before + tube + after
     return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube, crop=sw.crop, soft_hu=sw.soft_hu,
                        min_peak_hu=sw.min_peak_hu)
