@@ -245,6 +245,33 @@ def test_finder_in_a_flexed_neck_uses_the_spine_frame(small_phantom):
         assert _distance_to_label(labels, value, f.isthmus_center_lps_mm) <= 2.0
 
 
+@pytest.mark.parametrize("roll_deg", [-20.0, 20.0])
+def test_finder_rolls_its_frame_to_the_vertebra_s_symmetry(small_phantom, roll_deg):
+    """The phantom's voxels tilted sideways by 20 deg (direction rotated about the patient's
+    posterior axis) and searched in the scanner's frame (as when the localiser read C2 on the
+    scanner's slices): the finder rolls its crop to the vertebra's left-right symmetry and
+    puts each isthmus on its own pedicle."""
+    ph = small_phantom
+    centre = np.asarray(ph.truth["c2_center_lps_mm"], float)
+    t = np.radians(roll_deg)
+    r = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])
+    posed = sitk.Image(ph.ct)
+    d = np.asarray(ph.ct.GetDirection(), float).reshape(3, 3)
+    posed.SetDirection((r @ d).ravel().tolist())
+    posed.SetOrigin((centre + r @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
+    labels = sitk.Image(ph.labels)
+    labels.CopyInformation(posed)
+    res = find_pedicles(posed, centre, None)
+    for side, value in (("left", 2), ("right", 3)):
+        f = res.sides[side]
+        assert f is not None, res.reasons
+        assert _distance_to_label(labels, value, f.isthmus_center_lps_mm) <= 2.0
+    assert abs(abs(res.evidence["roll_deg"]) - abs(roll_deg)) <= 4.0
+    # the upright phantom is symmetric as it stands
+    upright = find_pedicles(ph.ct, centre, None)
+    assert abs(upright.evidence["roll_deg"]) <= 4.0
+
+
 def test_the_check_measures_the_finder_corridor_where_the_truth_is(small_phantom, found):
     """The check's own measurement (the image's edges along the finder's corridor, a window
     around its isthmus: half the cost of measuring its whole mask) finds the true isthmus and

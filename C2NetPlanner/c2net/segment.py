@@ -251,12 +251,20 @@ def analysis_grid(ct: sitk.Image, c2_center_lps_mm: Sequence[float], unet_roi_mm
     """The part of ``ct``'s grid that both segmenters' crops cover around the C2 centre (the
     U-Net's canonical ROI and the finder's box in the vertebra's frame): the pedicle labels
     live there, on the CT's own voxels, instead of on an input-sized array."""
-    from .pedicle_finder import FINDER_ROI_MM, spine_frame_matrix
+    from .pedicle_finder import (
+        FINDER_ROI_MM,
+        MAX_ROLL_DEG,
+        roll_about_posterior,
+        spine_frame_matrix,
+    )
 
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
     signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], float)
     rot = spine_frame_matrix(spine_frame)
-    finder = centre + (signs * (np.asarray(FINDER_ROI_MM, float) / 2.0)) @ rot.T
+    # the finder's box, in the frame rolled however far its symmetry search may roll it
+    finder = np.vstack([centre + (signs * (np.asarray(FINDER_ROI_MM, float) / 2.0))
+                        @ roll_about_posterior(rot, roll).T
+                        for roll in np.arange(-MAX_ROLL_DEG, MAX_ROLL_DEG + 1e-9, 5.0)])
     unet = centre + signs * (np.asarray(unet_roi_mm, float) / 2.0)
     pts = np.vstack([finder, unet])
     return sub_grid(ct, pts.min(axis=0) - 1.0, pts.max(axis=0) + 1.0, margin=2)

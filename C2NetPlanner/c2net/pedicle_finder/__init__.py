@@ -8,7 +8,8 @@ the same contract as :func:`c2net.segment.segment_pedicles` (uint8 on the CT's g
 pedicle left, 2 = right, patient sides):
 
 1. a 1 mm crop around the C2 centre, aligned with the vertebra's own frame when the
-   localiser gives one (:func:`spine_crop`), else canonical (:func:`c2net.geometry.canonical_crop`);
+   localiser gives one (:func:`spine_crop`), else canonical (:func:`c2net.geometry.canonical_crop`),
+   rolled about its posterior axis to the vertebra's bilateral symmetry (:mod:`.symmetry`);
 2. the scan's own bone levels (:mod:`.levels`): soft tissue, cortex, and the inside-bone level
    between them; inside-bone mask = above that level, enclosed marrow filled in 3D;
 3. the spinal canal (:mod:`.canal`): the soft-tissue hole the vertebral ring encloses;
@@ -24,7 +25,7 @@ of every U-Net mask (:mod:`.check`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,9 +35,12 @@ from ..geometry import AIR_HU, canonical_crop, to_input_grid
 from .canal import find_canal
 from .foramen import find_foramen
 from .levels import BoneLevels, bone_levels
+from .symmetry import MAX_ROLL_DEG, MIN_ROLL_CORRECTION_DEG, mirror_roll_deg
 from .tube import MIN_ISTHMUS_BELOW_TIP_MM, Tube, find_tube
 
-__all__ = ["find_pedicles", "FinderResult", "FoundPedicle", "FINDER_ROI_MM", "LABELS"]
+__all__ = ["find_pedicles", "FinderResult", "FoundPedicle", "FINDER_ROI_MM", "LABELS",
+           "roll_about_posterior", "spine_frame_matrix",
+           "MAX_ROLL_DEG"]
 
 #: Canonical crop (x, y, z mm) around the C2 centre: the isthmi lie 12-20 mm either side of
 #: the midline, up to ~12 mm in front of and behind the centroid and within ~10 mm of its level.
@@ -133,6 +137,30 @@ def spine_frame_matrix(spine_frame: Optional[dict]) -> np.ndarray:
     return r
 
 
+def roll_about_posterior(rot: np.ndarray, roll_deg: float) -> np.ndarray:
+    """``rot`` (columns left, posterior, superior) turned by ``roll_deg`` about its posterior
+    axis, the sense in which :func:`c2net.pedicle_finder.symmetry.mirror_roll_deg` measures a
+    crop of ``rot``: the crop of the result is then the symmetric one."""
+    t = np.radians(roll_deg)
+    c, s = np.cos(t), np.sin(t)
+    return rot @ np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+
+
+def vertebra_frame_matrix(ct: sitk.Image, centre: np.ndarray,
+                          spine_frame: Optional[dict]) -> Tuple[np.ndarray, sitk.Image, float]:
+    """(frame, 1 mm crop in it, roll applied in degrees): the localiser's frame
+    (:func:`spine_frame_matrix`) rolled about its posterior axis until the crop around C2 is
+    most nearly left-right symmetric (:func:`c2net.pedicle_finder.symmetry.mirror_roll_deg`),
+    when that takes more than :data:`~c2net.pedicle_finder.symmetry.MIN_ROLL_CORRECTION_DEG`."""
+    rot = spine_frame_matrix(spine_frame)
+    roi = spine_crop(ct, centre, rot)
+    roll, _ = mirror_roll_deg(sitk.GetArrayViewFromImage(roi))
+    if abs(roll) <= MIN_ROLL_CORRECTION_DEG:
+        return rot, roi, 0.0
+    rolled = roll_about_posterior(rot, roll)
+    return rolled, spine_crop(ct, centre, rolled), float(roll)
+
+
 def spine_crop(ct: sitk.Image, centre: np.ndarray, rot: np.ndarray,
                size_mm: Sequence[float] = FINDER_ROI_MM) -> sitk.Image:
     """A 1 mm crop of ``ct`` around ``centre`` on a grid aligned with the vertebra's frame
@@ -171,7 +199,7 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     """
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
     target = ct if grid is None else grid
-    roi = spine_crop(ct, centre, spine_frame_matrix(spine_frame))
+    _rot, roi, roll = vertebra_frame_matrix(ct, centre, spine_frame)
     hu = sitk.GetArrayFromImage(roi)
     sides: Dict[str, Optional[FoundPedicle]] = {s: None for s in SIDES}
     if float(np.mean(hu <= AIR_HU + 1)) > 0.5:
@@ -187,7 +215,8 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
         roi.TransformPhysicalPointToContinuousIndex([float(v) for v in dens_tip_lps_mm])[2])
     canal = find_canal(solid, expected, (hu.shape[0] - 1) / 2.0, hu, levels.soft_max_hu,
                        tip_slice)
-    evidence = {"bone_levels_hu": levels.to_dict(), "canal_slices": int(canal.slices.size)}
+    evidence = {"bone_levels_hu": levels.to_dict(), "canal_slices": int(canal.slices.size),
+                "roll_deg": round(roll, 1)}
     if not canal.found:
         return FinderResult(_empty(target), sides, {s: "no closed spinal canal found at C2" for s in SIDES},
                             levels, evidence)
