@@ -175,3 +175,14 @@ def test_canal_is_followed_across_a_short_opening_of_its_wall():
     m = measure_pedicle(ct, mask, "left", lr_direction_lps=tube.width_dir)
     assert abs(m.mpd_mm - 5.5) <= 0.3
     assert abs(m.inner_width_transverse_mm - 0.992 * tube.true_inner_width(7.0)) <= 0.2
+
+
+def test_trajectory_without_transverse_widths_keeps_the_mpd(blurred_tube):
+    """A caller that needs only the MPD and the isthmus (the finder's check) can skip the
+    transverse widths: the same MPD and centre, the widths left unset."""
+    tube, ct, _ = blurred_tube
+    e, tg = tube.center - 7.0 * tube.axis, tube.center + 7.0 * tube.axis
+    full = measure_trajectory(ct, e, tg, "left")
+    quick = measure_trajectory(ct, e, tg, "left", transverse=False)
+    assert quick.mpd_mm == full.mpd_mm and quick.isthmus_center_lps_mm == full.isthmus_center_lps_mm
+    assert quick.inner_width_transverse_mm is None and full.inner_width_transverse_mm is not None
