@@ -312,3 +312,41 @@ def test_waist_ranks_before_width():
     assert list(rank) == [WAIST, NO_WAIST, WAIST]
     assert score[1] == pytest.approx(2.0) and score[0] > 1.5
     assert list(_best_first(score, rank)) == [2, 0, 1]
+
+
+def test_bilateral_height_check_replaces_the_side_that_ranks_better_when_re_found():
+    """C2's isthmi lie at the same height (within ~2 mm): answers 12 mm apart are not both
+    pedicles. Each side is searched again near the other's height; the re-found side that ranks
+    better replaces its first answer; answers at a consistent height are left alone, and so are
+    both when neither side has a corridor near the other's height."""
+    from c2net.pedicle_finder import MAX_HEIGHT_MISMATCH_MM, bilaterally_consistent
+    from c2net.pedicle_finder.tube import NO_WAIST, WAIST, Tube
+
+    def tube(side, k, rank=WAIST, score=3.0):
+        mask = np.zeros((4, 4, 4), bool)
+        mask[1, 1, 1] = True
+        return Tube(side, np.array([k, 30.0, 40.0]), np.array([0.5, -0.8, 0.3]), score, mask,
+                    25.0, 30.0, evidence={"rank": rank, "score": score})
+
+    calls = []
+
+    def search(found):
+        def run(side, slices):
+            calls.append((side, slices))
+            return found.get(side)
+        return run
+
+    level = {"left": tube("left", 20.0), "right": tube("right", 20.0 + MAX_HEIGHT_MISMATCH_MM - 1)}
+    out, note = bilaterally_consistent(level, search({}))
+    assert out == level and not calls and "replaced" not in note
+    apart = {"left": tube("left", 32.0), "right": tube("right", 20.0)}
+    # the left re-found at the right's height ranks better than the right re-found at the left's
+    out, note = bilaterally_consistent(apart, search({"left": tube("left", 21.0, WAIST, 2.5),
+                                                      "right": tube("right", 31.0, NO_WAIST, 4.0)}))
+    assert note["replaced"] == "left" and out["left"].isthmus_kji[0] == 21.0
+    assert out["right"] is apart["right"]
+    assert {s for s, _ in calls} == {"left", "right"}
+    lo, hi = dict(calls)["left"]
+    assert lo <= 20.0 <= hi and hi - lo == 2 * MAX_HEIGHT_MISMATCH_MM
+    out, note = bilaterally_consistent(apart, search({}))
+    assert out == apart and note["replaced"] is None

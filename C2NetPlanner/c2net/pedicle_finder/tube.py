@@ -149,11 +149,11 @@ def _best_first(score: np.ndarray, rank: np.ndarray) -> np.ndarray:
 
 
 def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
-                      canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None
-                      ) -> np.ndarray:
+                      canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None,
+                      slices: Optional[tuple] = None) -> np.ndarray:
     """(N, 3) integer (S, P, L) indices where the isthmus centre may lie; with ``tip_slice``
     (the dens tip's continuous slice) none higher than :data:`MIN_ISTHMUS_BELOW_TIP_MM` below
-    it (C1's lateral masses)."""
+    it (C1's lateral masses); with ``slices`` (lo, hi) only on slices lo <= k <= hi."""
     sgn = 1.0 if side == "left" else -1.0
     n = solid.shape[0]
     ks = canal.slices
@@ -161,6 +161,8 @@ def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, forame
     k_lo, k_hi = max(int(ks.min()) - 2, 0), min(int(ks.max()) + 3, n)
     if tip_slice is not None:
         k_hi = min(k_hi, int(np.floor(tip_slice - MIN_ISTHMUS_BELOW_TIP_MM)) + 1)
+    if slices is not None:
+        k_lo, k_hi = max(k_lo, int(np.ceil(slices[0]))), min(k_hi, int(np.floor(slices[1])) + 1)
     geo = canal.per_slice()
     rows, cols = np.indices(solid.shape[1:])
     for k in range(k_lo, k_hi):
@@ -176,11 +178,12 @@ def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, forame
 
 
 def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
-              canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None
-              ) -> Optional[Tube]:
+              canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None,
+              slices: Optional[tuple] = None) -> Optional[Tube]:
     """The maximum-clearance corridor of ``side``; None when no corridor of bone is there.
-    ``tip_slice``: the dens tip's continuous slice, when known (:func:`candidate_centres`)."""
-    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side, tip_slice)
+    ``tip_slice``: the dens tip's continuous slice, when known; ``slices``: (lo, hi), the
+    slices the isthmus centre is searched on (:func:`candidate_centres`)."""
+    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side, tip_slice, slices)
     if len(cand) == 0:
         return None
     s = np.arange(-SEGMENT_HALF_MM, SEGMENT_HALF_MM + 1e-9, 1.0)
@@ -243,7 +246,8 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     return Tube(side=side, isthmus_kji=q, axis_kji=d, clearance_mm=score, mask=mask,
                 medial_deg=float(ang[0]), cranial_deg=float(ang[1]),
                 evidence={"candidates": int(len(cand)), "clearance_mm": round(score, 2),
-                          "waist": bool(waist),
+                          "waist": bool(waist), "rank": int(rank),
+                          "score": round(float(best[1]), 3),
                           "foramen_slices": foramen.n_slices})
 
 
