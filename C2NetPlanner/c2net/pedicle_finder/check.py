@@ -71,7 +71,10 @@ def measure_corridor(ct, found) -> PedicleMeasurement:
 
     centre = np.asarray(found.isthmus_center_lps_mm, float)
     half = CHECK_HALF_LENGTH_MM * np.asarray(found.axis_lps, float)
-    return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM)
+    # the check compares isthmus positions and MPDs only: the reader's transverse widths (the
+    # canal read along the tube) are not needed
+    return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM,
+                              transverse=False)
 
 
 def compare_measurements(unet: Optional[PedicleMeasurement],
