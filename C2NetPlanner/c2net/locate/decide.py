@@ -4,7 +4,9 @@ Method (automatic):
 
 1. Refuse scans whose in-plane voxels exceed 1.5 mm (:mod:`c2net.locate.volume`).
 2. Average the scan to a 2 mm canonical grid and follow the spinal canal as the longest
-   coherent chain of soft-tissue holes enclosed by bone (:mod:`c2net.locate.canal`).
+   coherent chain of soft-tissue holes enclosed by bone (:mod:`c2net.locate.canal`), cut
+   above the canal proper: skull-base pockets the chain runs on through, off the canal's
+   line, are no canal (:func:`canal_proper`).
 3. Estimate the spine's own frame at C1-C3 (:mod:`c2net.locate.frame`): its axis from the
    upper canal, its front from the bilateral symmetry of the bone around the canal. A flexed,
    extended, tilted or turned neck then reads as an upright one.
@@ -22,7 +24,7 @@ Method (automatic):
 6. Walk down the anterior column to the C2/C3 disc (:mod:`c2net.locate.disc`). C2's centroid
    lies about 27 mm below the tip along the spine and 11.5 mm behind the dens axis (adult
    morphometry; stepped along the canal's axis when the slices read are tilted from it by
-   more than ``STEP_ALONG_SPINE_MIN_DEG``); it is re-centred sideways on the bone of a slab
+   more than ``STEP_ALONG_SPINE_MIN_DEG``, the bound of the scanner's slices being read first); it is re-centred sideways on the bone of a slab
    at that level.
 7. Wrong-level guard: an answer must show the C1 ring around the dens (arch or lateral masses
    on at least ``MIN_RING_SLICES`` slices) and, when the disc is seen, a C2 height in the adult
@@ -78,7 +80,7 @@ from .fov import (
     dens_cut_at_top,
     no_dens_error,
 )
-from .frame import SpineFrame, estimate_frame, rotation_from
+from .frame import SpineFrame, canal_line, canal_top_index, estimate_frame, rotation_from
 from .overrides import MaskInput, check_seed, from_mask
 from .result import ROI_MARGIN_MM, C2Location
 from .ring import ring_slices
@@ -205,6 +207,7 @@ def spine_track(image: sitk.Image, progress: ProgressCallback = null_progress,
             "Use a scan that covers the upper neck (C1 to C3), or give a seed point on C2.",
             code="c2_not_in_fov")
     track_pts = wv.index_to_lps(np.stack([track.k, track.p, track.lr], axis=1))
+    track, track_pts = canal_proper(track, track_pts, wv.spacing_mm)
     progress("locate", 0.45, "estimating the spine's own frame")
     frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts, track.observed,
                            track.area_mm2)
@@ -212,6 +215,8 @@ def spine_track(image: sitk.Image, progress: ProgressCallback = null_progress,
         # a tilted canal is cut obliquely by axial slices, where the C1 ring need not enclose
         # it: follow it again on slices perpendicular to the spine
         retracked = _retrack(image, frame, track_pts, wv.spacing_mm)
+        if retracked is not None:
+            retracked = canal_proper(*retracked, wv.spacing_mm)
         up = frame.rotation[:, 2]
         # kept when it follows the canal further up (where axial slices lost it)
         if retracked is not None and (retracked[1] @ up).max() > (track_pts @ up).max() + 4.0:
@@ -219,6 +224,20 @@ def spine_track(image: sitk.Image, progress: ProgressCallback = null_progress,
             frame = estimate_frame(wv.hu, wv.lps_to_index, wv.spacing_mm, track_pts,
                                    track.observed, track.area_mm2)
     return track, track_pts, frame, track.length_mm * wv.spacing_mm
+
+
+def canal_proper(track: CanalTrack, track_pts: np.ndarray, spacing_mm: float
+                 ) -> tuple[CanalTrack, np.ndarray]:
+    """The track (and its LPS points, upwards) cut above the canal proper's top
+    (:func:`c2net.locate.frame.canal_top_index`): skull-base pockets chained on above it are
+    no canal."""
+    axis, point = canal_line(track_pts, track.observed, track.area_mm2, spacing_mm)
+    n = canal_top_index(track_pts, track.observed, track.area_mm2, axis, point) + 1
+    if n >= len(track.k):
+        return track, track_pts
+    cut = CanalTrack(k=track.k[:n], p=track.p[:n], lr=track.lr[:n], front_p=track.front_p[:n],
+                     area_mm2=track.area_mm2[:n], observed=track.observed[:n])
+    return cut, track_pts[:n]
 
 
 def _automatic(image: sitk.Image, progress: ProgressCallback, near: np.ndarray | None = None
@@ -593,10 +612,13 @@ def confidence(run: DensRun, runs: list[DensRun], disc_found: bool, frame: Spine
 
 
 #: When the slices a dens was read on are tilted from the spine axis (estimated from the
-#: canal) by more than this (degrees), C2's centre is stepped down along the spine axis, not
-#: along the dens run: 27 mm down, 10 degrees is 5 mm. Below it the canal's axis (fitted over
-#: C1-C4, a few degrees off C2's own axis in a lordotic neck) is no better than the run's.
-STEP_ALONG_SPINE_MIN_DEG = 10.0
+#: canal proper) by more than this (degrees), C2's centre is stepped down along the spine
+#: axis, not along the dens run. The same bound as the scanner's slices being read first
+#: (``AXIAL_READ_MAX_TILT_DEG``): within it the run on them is taken as the dens's own axis
+#: (its slope measured, halved towards the slices), beyond it the canal's. The canal's line is
+#: fitted over C2-C5 when the track holds no more (a lordotic neck: 10-12 degrees off C2's own
+#: axis on CThead, whose native answer moved 2.5 mm with a 10 degree bound).
+STEP_ALONG_SPINE_MIN_DEG = AXIAL_READ_MAX_TILT_DEG
 
 
 def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun,

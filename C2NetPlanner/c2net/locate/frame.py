@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .canal import MAX_GAP_MM
+
 #: Length (mm) of the top of the canal track through which the spine axis is fitted (C1-C3).
 AXIS_FIT_MM = 60.0
 #: A window of the track is straight when its points lie within this rms distance (mm) of
@@ -80,7 +82,15 @@ def _fit_line(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def canal_axis(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray,
                spacing_mm: float) -> np.ndarray:
-    """Unit LPS axis (pointing up) of the upper canal, from the track (ordered upwards).
+    """Unit LPS axis (pointing up) of the upper canal, from the track (ordered upwards); see
+    :func:`canal_line`."""
+    return canal_line(track_lps, observed, area_mm2, spacing_mm)[0]
+
+
+def canal_line(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray,
+               spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(unit LPS axis pointing up, LPS point on it) of the upper canal's line, from the track
+    (ordered upwards).
 
     Only slices where the canal was seen with a canal-sized cross-section (>= 60 mm^2) count:
     small enclosed pockets (a foramen, the gap between laminae) are off the canal's centre
@@ -94,7 +104,7 @@ def canal_axis(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray
     keep = observed & (area_mm2 >= 60.0)
     pts = track_lps[keep] if keep.sum() >= 4 else track_lps
     if n < 4 or len(pts) < 4 or np.ptp(pts[:, 2]) < 3 * spacing_mm:
-        return np.array([0.0, 0.0, 1.0])
+        return np.array([0.0, 0.0, 1.0]), pts.mean(0)
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
     best = None
     first = max(0.0, arc[-1] - UPPER_CANAL_MM)
@@ -111,11 +121,42 @@ def canal_axis(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray
         d_all = pts - mean
         off_all = np.linalg.norm(d_all - np.outer(d_all @ axis, axis), axis=1)
         support = int((off_all <= MAX_RMS_MM + 1.0).sum())
-        cand = (rms <= MAX_RMS_MM, support, start, axis)
+        cand = (rms <= MAX_RMS_MM, support, start, axis, mean)
         if best is None or cand[:3] > best[:3]:
             best = cand
-    axis = best[3] if best is not None else _fit_line(pts)[0]
-    return axis / np.linalg.norm(axis)
+    axis, mean = best[3:] if best is not None else _fit_line(pts)[:2]
+    return axis / np.linalg.norm(axis), mean
+
+
+#: The canal proper, followed up from its line's window, ends at the last canal-sized
+#: (>= 60 mm^2) piece within ``TOP_OFF_LINE_MM`` of the line before a stretch of
+#: ``TOP_GAP_MM`` without one. Above C1 the track can chain on through small enclosed pockets
+#: of the skull base (12-50 mm^2, the foramina, the mastoid cells; gaps of up to 30 mm bridged)
+#: that wander 15-45 mm off the canal's line: they are no canal, and a "canal top" among them
+#: puts the C1-C2 search 30-100 mm too high (the real-scan variants' "no dens" refusals). Within
+#: the canal a whole vertebra's height may go unseen where its ring does not enclose the canal
+#: on the coarse grid (thin laminae; 24-28 mm of C2 on the phantoms), so the gap allowed is
+#: the one the track itself may jump (:data:`c2net.locate.canal.MAX_GAP_MM`).
+TOP_OFF_LINE_MM = 10.0
+TOP_GAP_MM = MAX_GAP_MM
+
+
+def canal_top_index(track_lps: np.ndarray, observed: np.ndarray, area_mm2: np.ndarray,
+                    axis: np.ndarray, point: np.ndarray) -> int:
+    """Index of the canal proper's highest point in the track (ordered upwards) whose line is
+    ``axis`` through ``point`` (:func:`canal_line`): see ``TOP_OFF_LINE_MM``."""
+    d = np.asarray(track_lps, float) - point
+    h = d @ axis
+    off = np.linalg.norm(d - np.outer(h, axis), axis=1)
+    good = np.nonzero(observed & (area_mm2 >= 60.0) & (off <= TOP_OFF_LINE_MM))[0]
+    if len(good) == 0:
+        return len(track_lps) - 1
+    last = int(good[np.argmin(np.abs(h[good]))])   # the canal at the line's own window
+    for i in good[good > last]:
+        if h[i] - h[last] > TOP_GAP_MM:
+            break
+        last = int(i)
+    return max(last, int(np.argmin(np.abs(h))))
 
 
 def mirror_turn(bone2d: np.ndarray, centre_pl: tuple, spacing_mm: float
