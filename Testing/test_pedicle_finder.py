@@ -314,19 +314,20 @@ def test_waist_ranks_before_width():
     assert list(_best_first(score, rank)) == [2, 0, 1]
 
 
-def test_bilateral_height_check_replaces_the_side_that_ranks_better_when_re_found():
+def test_bilateral_height_check_re_searches_the_side_away_from_c2_s_level():
     """C2's isthmi lie at the same height (within ~2 mm): answers 12 mm apart are not both
-    pedicles. Each side is searched again near the other's height; the re-found side that ranks
-    better replaces its first answer; answers at a consistent height are left alone, and so are
-    both when neither side has a corridor near the other's height."""
+    pedicles. The side further from C2's isthmus level (28.5 mm below the dens tip) is
+    searched again near the other's height and replaced by what is found there; answers at a
+    consistent height, or without a dens tip to tell which side is wrong, are left alone, and
+    so is a side whose search near the other's height finds nothing."""
     from c2net.pedicle_finder import MAX_HEIGHT_MISMATCH_MM, bilaterally_consistent
-    from c2net.pedicle_finder.tube import NO_WAIST, WAIST, Tube
+    from c2net.pedicle_finder.tube import WAIST, Tube
 
-    def tube(side, k, rank=WAIST, score=3.0):
+    def tube(side, k, score=3.0):
         mask = np.zeros((4, 4, 4), bool)
         mask[1, 1, 1] = True
         return Tube(side, np.array([k, 30.0, 40.0]), np.array([0.5, -0.8, 0.3]), score, mask,
-                    25.0, 30.0, evidence={"rank": rank, "score": score})
+                    25.0, 30.0, evidence={"rank": WAIST, "score": score})
 
     calls = []
 
@@ -336,17 +337,20 @@ def test_bilateral_height_check_replaces_the_side_that_ranks_better_when_re_foun
             return found.get(side)
         return run
 
+    tip = 48.5                                   # C2's isthmi expected at slice 20
     level = {"left": tube("left", 20.0), "right": tube("right", 20.0 + MAX_HEIGHT_MISMATCH_MM - 1)}
-    out, note = bilaterally_consistent(level, search({}))
+    out, note = bilaterally_consistent(level, search({}), tip)
     assert out == level and not calls and "replaced" not in note
-    apart = {"left": tube("left", 32.0), "right": tube("right", 20.0)}
-    # the left re-found at the right's height ranks better than the right re-found at the left's
-    out, note = bilaterally_consistent(apart, search({"left": tube("left", 21.0, WAIST, 2.5),
-                                                      "right": tube("right", 31.0, NO_WAIST, 4.0)}))
-    assert note["replaced"] == "left" and out["left"].isthmus_kji[0] == 21.0
-    assert out["right"] is apart["right"]
-    assert {s for s, _ in calls} == {"left", "right"}
-    lo, hi = dict(calls)["left"]
-    assert lo <= 20.0 <= hi and hi - lo == 2 * MAX_HEIGHT_MISMATCH_MM
-    out, note = bilaterally_consistent(apart, search({}))
+    # the right answer sits 12 mm below C2's level (C3, a narrow right pedicle passed over):
+    # it is the one searched again, however well the left would score at the right's height
+    apart = {"left": tube("left", 20.5), "right": tube("right", 8.0, score=5.0)}
+    found = {"left": tube("left", 9.0, score=9.0), "right": tube("right", 19.0, score=1.2)}
+    out, note = bilaterally_consistent(apart, search(found), tip)
+    assert note["replaced"] == "right" and out["right"].isthmus_kji[0] == 19.0
+    assert out["left"] is apart["left"]
+    assert [s for s, _ in calls] == ["right"]
+    lo, hi = calls[0][1]
+    assert lo <= 20.5 <= hi and hi - lo == 2 * MAX_HEIGHT_MISMATCH_MM
+    assert bilaterally_consistent(apart, search(found), None)[0] == apart   # no dens tip
+    out, note = bilaterally_consistent(apart, search({}), tip)
     assert out == apart and note["replaced"] is None

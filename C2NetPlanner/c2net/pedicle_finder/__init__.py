@@ -242,7 +242,7 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
             continue
         tubes[side] = tube
     if len(tubes) == 2:
-        tubes, evidence["bilateral"] = bilaterally_consistent(tubes, search)
+        tubes, evidence["bilateral"] = bilaterally_consistent(tubes, search, tip_slice)
     for side, tube in tubes.items():
         labels[tube.mask & (labels == 0)] = LABELS[side]
         sides[side] = _found(roi, tube)
@@ -257,16 +257,23 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 #: The finder's frame may still be rolled by up to 10 degrees (:mod:`.symmetry` corrects only
 #: more), which puts isthmi 30 mm apart up to 5.3 mm higher and lower. Answers further apart
 #: in height than this (mm) are not both C2's pedicles: one is another structure (a lateral
-#: mass, the body's rim) and a corridor nearer the other side's height is taken instead.
+#: mass, the body's rim, C3) and is searched again nearer the other side's height.
 MAX_HEIGHT_MISMATCH_MM = 8.0
 
 
-def bilaterally_consistent(tubes: Dict[str, Tube], search) -> tuple:
+#: Where C2's isthmi lie below the dens tip (mm): 24-33 mm on the three shared real scans and
+#: the phantoms (see :data:`~c2net.pedicle_finder.tube.MIN_ISTHMUS_BELOW_TIP_MM`); the middle.
+TYPICAL_ISTHMUS_BELOW_TIP_MM = 28.5
+
+
+def bilaterally_consistent(tubes: Dict[str, Tube], search, tip_slice: Optional[float]) -> tuple:
     """``(tubes, note)``: both sides' corridors; when their isthmi differ in height (the crop's
-    slice axis) by more than :data:`MAX_HEIGHT_MISMATCH_MM`, each side is searched again on the
-    slices within that height of the other side's isthmus (``search(side, (lo, hi))`` returns a
-    Tube or None), and the re-found side that ranks better (waist, then score) replaces its
-    first answer; both are kept when neither side has a corridor there."""
+    slice axis) by more than :data:`MAX_HEIGHT_MISMATCH_MM`, the side whose isthmus lies further
+    from where C2's isthmi lie (:data:`TYPICAL_ISTHMUS_BELOW_TIP_MM` below the dens tip,
+    ``tip_slice``) is searched again on the slices within that height of the other side's
+    (``search(side, (lo, hi))`` returns a Tube or None) and replaced by what is found there.
+    Without the dens tip nothing tells which side is wrong, and both are kept (as they are
+    when nothing is found)."""
     def height(t):
         return float(t.isthmus_kji[0])
 
@@ -274,18 +281,15 @@ def bilaterally_consistent(tubes: Dict[str, Tube], search) -> tuple:
     note = {"height_gap_mm": round(gap, 1)}
     if gap <= MAX_HEIGHT_MISMATCH_MM:
         return tubes, note
-    best = None
-    for side, other in (("left", "right"), ("right", "left")):
-        h = height(tubes[other])
-        t = search(side, (h - MAX_HEIGHT_MISMATCH_MM, h + MAX_HEIGHT_MISMATCH_MM))
-        if t is not None and t.mask.any() and abs(height(t) - h) <= MAX_HEIGHT_MISMATCH_MM:
-            key = (t.evidence.get("rank", 0), t.evidence.get("score", 0.0))
-            if best is None or key > best[0]:
-                best = (key, side, t)
-    if best is None:
-        note["replaced"] = None
+    note["replaced"] = None
+    if tip_slice is None:
         return tubes, note
-    _, side, t = best
+    expected = tip_slice - TYPICAL_ISTHMUS_BELOW_TIP_MM
+    side = max(SIDES, key=lambda sd: abs(height(tubes[sd]) - expected))
+    h = height(tubes["right" if side == "left" else "left"])
+    t = search(side, (h - MAX_HEIGHT_MISMATCH_MM, h + MAX_HEIGHT_MISMATCH_MM))
+    if t is None or not t.mask.any() or abs(height(t) - h) > MAX_HEIGHT_MISMATCH_MM:
+        return tubes, note
     out = dict(tubes)
     out[side] = t
     note.update(replaced=side, new_height_gap_mm=round(abs(height(out["left"]) - height(out["right"])), 1))
