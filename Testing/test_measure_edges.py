@@ -186,3 +186,22 @@ def test_trajectory_without_transverse_widths_keeps_the_mpd(blurred_tube):
     quick = measure_trajectory(ct, e, tg, "left", transverse=False)
     assert quick.mpd_mm == full.mpd_mm and quick.isthmus_center_lps_mm == full.isthmus_center_lps_mm
     assert quick.inner_width_transverse_mm is None and full.inner_width_transverse_mm is not None
+
+
+def test_trajectory_with_a_known_cortical_density_uses_it(blurred_tube):
+    """The finder's check measures its corridor with the cortical density the main
+    measurement of that side read off the same scan: given that density, the trajectory uses
+    it (no second fit) and finds the same MPD and isthmus; a different density changes the
+    edges, so it is really used."""
+    tube, ct, _ = blurred_tube
+    e, tg = tube.center - 7.0 * tube.axis, tube.center + 7.0 * tube.axis
+    own = measure_trajectory(ct, e, tg, "left", transverse=False)
+    same = measure_trajectory(ct, e, tg, "left", transverse=False,
+                              cortical_density_hu=own.cortical_density_hu)
+    assert same.cortical_density_hu == pytest.approx(own.cortical_density_hu)
+    assert same.mpd_mm == pytest.approx(own.mpd_mm, abs=1e-6)
+    assert np.allclose(same.isthmus_center_lps_mm, own.isthmus_center_lps_mm, atol=1e-6)
+    other = measure_trajectory(ct, e, tg, "left", transverse=False,
+                               cortical_density_hu=0.5 * own.cortical_density_hu)
+    assert other.cortical_density_hu == pytest.approx(0.5 * own.cortical_density_hu)
+    assert other.mpd_mm != pytest.approx(own.mpd_mm, abs=1e-3)

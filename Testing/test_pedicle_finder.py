@@ -354,3 +354,26 @@ def test_bilateral_height_check_re_searches_the_side_away_from_c2_s_level():
     assert bilaterally_consistent(apart, search(found), None)[0] == apart   # no dens tip
     out, note = bilaterally_consistent(apart, search({}), tip)
     assert out == apart and note["replaced"] is None
+
+
+def test_the_check_measures_with_the_side_s_own_cortical_density(small_phantom, monkeypatch):
+    """In assess() the check of a U-Net side starts once that side's measurement is done and
+    measures the finder's corridor with the cortical density that measurement read off the
+    scan (one scanner model for both: what differs is where each segmenter puts the pedicle)."""
+    from c2net.assess import assess
+    from c2net.pedicle_finder import check
+
+    seen = {}
+    real = check.measure_corridor
+
+    def spy(ct, found, cortical_density_hu=None):
+        seen[found.side] = cortical_density_hu
+        return real(ct, found, cortical_density_hu)
+
+    monkeypatch.setattr(check, "measure_corridor", spy)
+    res = assess(small_phantom.ct)
+    checked = [s for s in ("left", "right") if res.sides[s].segmenter == "unet"]
+    assert checked, "the phantom's sides come from the U-Net"
+    for side in checked:
+        assert seen[side] is not None
+        assert seen[side] == res.sides[side].measurement.cortical_density_hu

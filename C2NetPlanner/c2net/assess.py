@@ -286,15 +286,18 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                 m = measure_pedicle(ct, mask, side, lr_direction_lps=left_right)
             return m, isthmus_slices(ct, m, mask)
 
-        def timed_corridor(side: str):
+        def timed_corridor(side: str, density: Optional[float]):
             t0 = time.perf_counter()
-            return finder_corridor_measurement(ct, outcome, side), time.perf_counter() - t0
+            return (finder_corridor_measurement(ct, outcome, side, density),
+                    time.perf_counter() - t0)
 
-        # both sides and the finder's check of each run side by side (the measurement's work
-        # is numpy / SciPy / ITK outside the interpreter lock); no progress calls from workers
+        # both sides run side by side (the measurement's work is numpy / SciPy / ITK, partly
+        # outside the interpreter lock); the finder's check of a side starts once that side's
+        # own measurement has read the scan's cortical density, which the check reuses; no
+        # progress calls from workers
         with ThreadPoolExecutor(MEASURE_WORKERS, thread_name_prefix="c2net-measure") as pool:
             measured = {side: pool.submit(measure_side, side) for side in SIDES}
-            checks = {side: pool.submit(timed_corridor, side) for side in SIDES} if outcome else {}
+            checks = {}
             for side in SIDES:
                 sa = result.sides[side]
                 try:
@@ -302,6 +305,10 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                 except MeasurementError as exc:
                     sa.error = exc.to_dict()
                     result.warnings.append(f"{side} pedicle not measured: {exc.message}")
+                if outcome is not None:
+                    density = (None if sa.measurement is None
+                               else sa.measurement.cortical_density_hu)
+                    checks[side] = pool.submit(timed_corridor, side, density)
             corridors = {side: job.result()[0] for side, job in checks.items()}
         apply_segmentation_check(result, corridors)   # which segmenter, and the finder's check
         if outcome is not None:

@@ -195,7 +195,8 @@ def measure_trajectory(ct: sitk.Image, entry_lps: Sequence[float], target_lps: S
                        side: str, step_mm: float = SECTION_STEP_MM,
                        progress: Optional[ProgressCallback] = None,
                        lr_direction_lps: Optional[Sequence[float]] = None,
-                       transverse: bool = True) -> PedicleMeasurement:
+                       transverse: bool = True,
+                       cortical_density_hu: Optional[float] = None) -> PedicleMeasurement:
     """Measure one isthmus along an entry -> target trajectory (LPS mm), without any mask.
 
     The trajectory is the surgeon's planned screw path (entry near the lamina / lateral mass
@@ -203,8 +204,15 @@ def measure_trajectory(ct: sitk.Image, entry_lps: Sequence[float], target_lps: S
     and its centre and axis are found in the image around the line. ``transverse=False``
     leaves the reader's transverse widths unset (a caller that needs only the MPD and the
     isthmus, e.g. a check, saves reading the canal along the tube: ~0.1-0.2 s).
+
+    ``cortical_density_hu``: the scan's cortical density when it is known already (the
+    :attr:`PedicleMeasurement.cortical_density_hu` of another measurement of the same pedicle
+    on the same scan: a property of the scanner and the bone, not of the line); it is used
+    instead of fitting it again to this line's profiles (the fit is half the cost of a short
+    trajectory).
     """
-    m, ctx = _measure_traj(ct, entry_lps, target_lps, side, step_mm, progress)
+    m, ctx = _measure_traj(ct, entry_lps, target_lps, side, step_mm, progress,
+                           cortical_density_hu)
     if transverse:
         _set_transverse(m, ctx, lr_direction_lps)
     return m
@@ -264,11 +272,13 @@ def _measure_mask(ct, mask, side, step_mm, progress):
                     step_mm, progress, source="mask")
 
 
-def _measure_traj(ct, entry, target, side, step_mm, progress):
+def _measure_traj(ct, entry, target, side, step_mm, progress, cortical_density_hu=None):
     label = f"{side} C2 pedicle"
     axis, e, length = trajectory_axis(entry, target, label)
+    known = (float(cortical_density_hu) if cortical_density_hu is not None
+             and np.isfinite(cortical_density_hu) else None)
     return _measure(ct, side, axis, e, 0.0, length, lambda t: e + t * axis, step_mm, progress,
-                    source="trajectory")
+                    source="trajectory", cortex_hu=known)
 
 
 # --------------------------------------------------------------------------------------
@@ -451,7 +461,8 @@ def _profile_min(sections: List[Section]) -> int:
     return int(np.nanargmin(sm))
 
 
-def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, progress, source):
+def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, progress, source,
+             cortex_hu=None):
     progress = progress or null_progress
     label = f"{side} C2 pedicle"
     t_grid = np.arange(t0, t1 + 1e-9, step_mm)
@@ -491,7 +502,7 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
     if source != "mask":
         # the trajectory's own line, fine steps, each section re-centred on its outline
         centres = np.array([seed_centre(t) for t in t_grid])
-        sw = _sweep(crop, axis, centres, t_grid, sw.soft_hu)
+        sw = _sweep(crop, axis, centres, t_grid, sw.soft_hu, cortex_hu)
         progress("measure", 0.6, f"{side}: second sweep")
         sw = _sweep(crop, axis, _recentre(sw), t_grid, sw.soft_hu, sw.cortex_hu)
         return _summarise(sw, side, spacing, source, progress)

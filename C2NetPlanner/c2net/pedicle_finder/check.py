@@ -62,11 +62,17 @@ class SegmentationCheck:
                 "max_mpd_difference_mm": MAX_MPD_DIFFERENCE_MM}
 
 
-def measure_corridor(ct, found) -> PedicleMeasurement:
+def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None
+                     ) -> PedicleMeasurement:
     """The finder's answer on one side (a :class:`c2net.pedicle_finder.FoundPedicle`) measured
     along its own corridor: the image's edges on the line through its isthmus along its tube
     axis, :data:`CHECK_HALF_LENGTH_MM` either side (the part of its mask that decides; the whole
-    mask costs twice as much). Raises :class:`c2net.errors.MeasurementError`."""
+    mask costs twice as much). Raises :class:`c2net.errors.MeasurementError`.
+
+    ``cortical_density_hu``: the density the U-Net mask's measurement of this side read off the
+    scan. Both measurements then see the image through the same scanner model, so what differs
+    between them is only where each segmenter puts the pedicle (and the check does not pay for
+    a second fit of the same scan property)."""
     from ..measure import measure_trajectory
 
     centre = np.asarray(found.isthmus_center_lps_mm, float)
@@ -74,7 +80,7 @@ def measure_corridor(ct, found) -> PedicleMeasurement:
     # the check compares isthmus positions and MPDs only: the reader's transverse widths (the
     # canal read along the tube) are not needed
     return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM,
-                              transverse=False)
+                              transverse=False, cortical_density_hu=cortical_density_hu)
 
 
 def compare_measurements(unet: Optional[PedicleMeasurement],
