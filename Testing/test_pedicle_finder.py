@@ -23,6 +23,18 @@ def _distance_to_label(labels: sitk.Image, value: int, point) -> float:
     return float(np.min(np.linalg.norm(pts - np.asarray(point), axis=1)))
 
 
+def _posed(ph, r: np.ndarray, centre: np.ndarray):
+    """The phantom's voxels (CT and labels) re-posed by the rotation ``r`` about ``centre``:
+    the same voxels with a rotated direction matrix."""
+    posed = sitk.Image(ph.ct)
+    d = np.asarray(ph.ct.GetDirection(), float).reshape(3, 3)
+    posed.SetDirection((r @ d).ravel().tolist())
+    posed.SetOrigin((centre + r @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
+    labels = sitk.Image(ph.labels)
+    labels.CopyInformation(posed)
+    return posed, labels
+
+
 @pytest.fixture(scope="module")
 def found(small_phantom):
     return find_pedicles(small_phantom.ct, small_phantom.truth["c2_center_lps_mm"])
@@ -236,12 +248,7 @@ def test_finder_in_a_flexed_neck_uses_the_spine_frame(small_phantom):
     centre = np.asarray(ph.truth["c2_center_lps_mm"], float)
     t = np.radians(20.0)
     r = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
-    posed = sitk.Image(ph.ct)
-    d = np.asarray(ph.ct.GetDirection(), float).reshape(3, 3)
-    posed.SetDirection((r @ d).ravel().tolist())
-    posed.SetOrigin((centre + r @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
-    labels = sitk.Image(ph.labels)
-    labels.CopyInformation(posed)
+    posed, labels = _posed(ph, r, centre)
     loc = locate_c2(posed)
     res = find_pedicles(posed, loc.center_lps_mm, loc.evidence.get("spine_frame"))
     for side, value in (("left", 2), ("right", 3)):
@@ -260,12 +267,7 @@ def test_finder_rolls_its_frame_to_the_vertebra_s_symmetry(small_phantom, roll_d
     centre = np.asarray(ph.truth["c2_center_lps_mm"], float)
     t = np.radians(roll_deg)
     r = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])
-    posed = sitk.Image(ph.ct)
-    d = np.asarray(ph.ct.GetDirection(), float).reshape(3, 3)
-    posed.SetDirection((r @ d).ravel().tolist())
-    posed.SetOrigin((centre + r @ (np.asarray(ph.ct.GetOrigin()) - centre)).tolist())
-    labels = sitk.Image(ph.labels)
-    labels.CopyInformation(posed)
+    posed, labels = _posed(ph, r, centre)
     res = find_pedicles(posed, centre, None)
     for side, value in (("left", 2), ("right", 3)):
         f = res.sides[side]
