@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from c2net.errors import LocalisationError
 from c2net.locate import C2Location, locate_c2
-from c2net.locate.decide import READINGS_AGREE_MM, agreed_answer, check_one_level
+from c2net.locate.decide import READINGS_AGREE_MM, _highest_first, agreed_answer, check_one_level
 from c2net.locate.dens import DensRun, SliceCue
 from c2net.locate.frame import SpineFrame
 from c2net.phantom import make_phantom
@@ -144,3 +144,23 @@ def test_c2_column_is_bone_from_the_tip_to_the_disc():
     # skull-base bone above soft tissue and air: a long "disc" with no C3 under it
     skull = _profile([(28, 300.0), (30, 40.0), (5, -500.0)])
     assert disc_soft_mm(skull, 28.0, 1.0) > MAX_DISC_MM
+
+
+def _ring_run(k_lo: int, n: int, arch: list, masses: list) -> DensRun:
+    cues = [SliceCue(k=k_lo + i, island=True, width_mm=10.0, area_mm2=80.0,
+                     arch_in_front=bool(arch[i]), masses_beside=int(masses[i]),
+                     centre_pl=(30.0, 50.0)) for i in range(n)]
+    return DensRun(k_lo=k_lo, k_hi=k_lo + n - 1, score=float(sum(c.score for c in cues)),
+                   slices=cues)
+
+
+def test_a_run_above_the_dens_without_the_c1_ring_does_not_take_its_place():
+    """The basion touching the dens tip (VHM turned 30 degrees, resampled): a run 6 mm above a
+    dens with C1's arch and both masses on every slice, showing the ring on 2 of its 5
+    slices, is not the dens tip - the dens is tried first. A dens base below the upper dens
+    (which shows the ring at least as fully) still yields to it."""
+    dens = _ring_run(21, 4, [1, 1, 1, 1], [2, 2, 2, 2])        # runs are passed best first
+    basion = _ring_run(30, 5, [0, 0, 0, 1, 1], [1, 1, 1, 2, 2])
+    assert _highest_first([dens, basion], 1.0)[0] is dens
+    base = _ring_run(8, 5, [0, 0, 0, 0, 1], [2, 2, 2, 2, 2])
+    assert _highest_first([base, dens], 1.0)[0] is dens
