@@ -36,12 +36,11 @@ from .canal import find_canal
 from .foramen import find_foramen
 from .levels import BoneLevels, bone_levels
 from .symmetry import MAX_ROLL_DEG, MIN_ROLL_CORRECTION_DEG, mirror_roll_deg
-from .tube import MIN_ISTHMUS_BELOW_TIP_MM, Tube, find_tube
+from .tube import MIN_ISTHMUS_BELOW_TIP_MM, TYPICAL_ISTHMUS_BELOW_TIP_MM, Tube, find_tube
 
 __all__ = ["find_pedicles", "FinderResult", "FoundPedicle", "FINDER_ROI_MM", "LABELS",
-           "MAX_HEIGHT_MISMATCH_MM", "bilaterally_consistent",
-           "roll_about_posterior", "spine_frame_matrix",
-           "MAX_ROLL_DEG"]
+           "MAX_HEIGHT_MISMATCH_MM", "MAX_ROLL_DEG", "bilaterally_consistent",
+           "roll_about_posterior", "spine_frame_matrix"]
 
 #: Canonical crop (x, y, z mm) around the C2 centre: the isthmi lie 12-20 mm either side of
 #: the midline, up to ~12 mm in front of and behind the centroid and within ~10 mm of its level.
@@ -147,9 +146,9 @@ def roll_about_posterior(rot: np.ndarray, roll_deg: float) -> np.ndarray:
     return rot @ np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
 
 
-def vertebra_frame_matrix(ct: sitk.Image, centre: np.ndarray,
-                          spine_frame: Optional[dict]) -> Tuple[np.ndarray, sitk.Image, float]:
-    """(frame, 1 mm crop in it, roll applied in degrees): the localiser's frame
+def vertebra_crop(ct: sitk.Image, centre: np.ndarray,
+                  spine_frame: Optional[dict]) -> Tuple[sitk.Image, float]:
+    """(1 mm crop around ``centre``, roll applied in degrees): in the localiser's frame
     (:func:`spine_frame_matrix`) rolled about its posterior axis until the crop around C2 is
     most nearly left-right symmetric (:func:`c2net.pedicle_finder.symmetry.mirror_roll_deg`),
     when that takes more than :data:`~c2net.pedicle_finder.symmetry.MIN_ROLL_CORRECTION_DEG`."""
@@ -157,9 +156,8 @@ def vertebra_frame_matrix(ct: sitk.Image, centre: np.ndarray,
     roi = spine_crop(ct, centre, rot)
     roll, _ = mirror_roll_deg(sitk.GetArrayViewFromImage(roi))
     if abs(roll) <= MIN_ROLL_CORRECTION_DEG:
-        return rot, roi, 0.0
-    rolled = roll_about_posterior(rot, roll)
-    return rolled, spine_crop(ct, centre, rolled), float(roll)
+        return roi, 0.0
+    return spine_crop(ct, centre, roll_about_posterior(rot, roll)), float(roll)
 
 
 def spine_crop(ct: sitk.Image, centre: np.ndarray, rot: np.ndarray,
@@ -200,7 +198,7 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     """
     centre = np.asarray(c2_center_lps_mm, dtype=float).reshape(3)
     target = ct if grid is None else grid
-    _rot, roi, roll = vertebra_frame_matrix(ct, centre, spine_frame)
+    roi, roll = vertebra_crop(ct, centre, spine_frame)
     hu = sitk.GetArrayFromImage(roi)
     sides: Dict[str, Optional[FoundPedicle]] = {s: None for s in SIDES}
     if float(np.mean(hu <= AIR_HU + 1)) > 0.5:
@@ -259,11 +257,6 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 #: in height than this (mm) are not both C2's pedicles: one is another structure (a lateral
 #: mass, the body's rim, C3) and is searched again nearer the other side's height.
 MAX_HEIGHT_MISMATCH_MM = 8.0
-
-
-#: Where C2's isthmi lie below the dens tip (mm): 24-33 mm on the three shared real scans and
-#: the phantoms (see :data:`~c2net.pedicle_finder.tube.MIN_ISTHMUS_BELOW_TIP_MM`); the middle.
-TYPICAL_ISTHMUS_BELOW_TIP_MM = 28.5
 
 
 def bilaterally_consistent(tubes: Dict[str, Tube], search, tip_slice: Optional[float]) -> tuple:

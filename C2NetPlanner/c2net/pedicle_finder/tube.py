@@ -78,6 +78,8 @@ WAIST_RISE_CAP_MM = 2.0
 #: is not searched: between the two, with 6 mm to spare on C2's side for a tip read low or a
 #: frame tilted sideways (at 20 degrees a pedicle 15 mm off the midline moves 5 mm up or down).
 MIN_ISTHMUS_BELOW_TIP_MM = 18.0
+#: ... and the middle of C2's 24-33 mm: where its isthmi are expected below the tip.
+TYPICAL_ISTHMUS_BELOW_TIP_MM = 28.5
 #: Ranks of a segment, best last: its constriction off the canal wall (not the pedicle), on the
 #: wall without a waist (kept for a pedicle whose clearance nowhere narrows), on the wall
 #: through a waist. Segments are compared by rank first, then by score.
