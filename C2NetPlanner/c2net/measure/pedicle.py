@@ -295,10 +295,10 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
         e0 = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, np.inf)   # edges without moments
         # the scan's point-spread function along each ray: the voxel grid's part is known
         dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v
-        gvar = _edges.grid_variance(np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing()),
-                                    dirs3)
+        d, sp = np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing())
+        gvar = _edges.grid_variance(d, sp, dirs3)
         cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0, grid_var=np.tile(gvar, len(centres)),
-                                                 n_rays=N_RAYS)[1]
+                                                 n_rays=N_RAYS, grid_w=_edges.grid_widths(d, sp, dirs3))[1]
         if not np.isfinite(cortex_hu):
             cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
     e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
