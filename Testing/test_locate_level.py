@@ -37,6 +37,39 @@ def test_readings_that_disagree_by_a_level_are_refused():
     assert "seed" in exc.value.hint
 
 
+def _ringed(tip, arch: float, masses: float) -> C2Location:
+    loc = _loc(tip)
+    loc.evidence["dens"] = {"c1_anterior_arch_fraction": arch, "c1_lateral_masses_fraction": masses}
+    return loc
+
+
+def test_readings_a_level_apart_answer_the_one_inside_the_c1_ring():
+    """Readings a level apart (issue 14, VHM flexed 20 degrees: the spine frame took the basion,
+    ring 0.33, the turned slices the dens, ring 0.88): the dens stands inside C1's ring, so the
+    reading whose run shows it clearly more fully answers, with a warning and less confidence;
+    nearly as full rings still refuse (neither cue tells the level)."""
+    answers = [(_frame("spine"), _ringed([0, 0, 20], 0.2, 0.45)),
+               (_frame("scanner slices, turned"), _ringed([0, 0, 0], 0.9, 0.85))]
+    loc = agreed_answer(answers, _frame("spine"))
+    assert loc.dens_tip_lps_mm == (0.0, 0.0, 0.0)
+    assert loc.evidence["readings_overruled"] == ["spine"]
+    assert loc.evidence["readings_agreeing"] == ["scanner slices, turned"]
+    assert loc.confidence < 0.7 and any("C1 ring" in w for w in loc.warnings)
+    # the first reading fuller: it answers over the other
+    answers = [(_frame("spine"), _ringed([0, 0, 0], 1.0, 0.5)),
+               (_frame("scanner slices, turned"), _ringed([0, 0, -25], 0.25, 0.25)),
+               (_frame("scanner axes"), _ringed([0, 0, 3], 0.5, 0.5))]
+    loc = agreed_answer(answers, _frame("spine"))
+    assert loc.dens_tip_lps_mm == (0.0, 0.0, 0.0)
+    assert loc.evidence["readings_agreeing"] == ["spine", "scanner axes"]
+    # rings within the margin: refused, saying both rings
+    answers = [(_frame("spine"), _ringed([0, 0, 0], 0.5, 0.5)),
+               (_frame("scanner slices, turned"), _ringed([0, 0, -26], 0.5, 0.25))]
+    with pytest.raises(LocalisationError) as exc:
+        agreed_answer(answers, _frame("spine"))
+    assert exc.value.code == "c2_not_found" and "ring 0.50 and 0.38" in str(exc.value)
+
+
 def test_readings_that_agree_answer_the_first():
     d = 0.6 * READINGS_AGREE_MM
     answers = [(_frame("spine"), _loc([0, 0, 0])), (_frame("scanner axes"), _loc([0, 0, d]))]

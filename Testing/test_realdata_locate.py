@@ -259,3 +259,18 @@ def test_vhm_tilted_30_read_on_scanner_slices_steps_along_the_spine():
     r = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
     loc = locate_c2(posed)
     assert np.linalg.norm(np.asarray(loc.center_lps_mm) - (ref + r @ (native - ref))) < 5.0
+
+
+@pytest.mark.parametrize("scan,axis,deg", [("vhm", "x", 20.0), ("vhm", "y", -10.0),
+                                           ("cthead", "x", 30.0)])
+def test_readings_a_level_apart_answer_the_dens_inside_the_c1_ring(scan, axis, deg):
+    """Re-posed real scans (issue 14) whose readings put the dens tip 23-26 mm apart and were
+    refused: one reading took the basion or the clivus (C1 ring on 27-45 % of its run), the
+    other the dens (83-100 %). The dens stands inside C1's ring: C2 at the right level, with the
+    other reading named as overruled."""
+    name = {"vhm": "vhm_head_dicom.tgz", "cthead": "cthead_approxHU.nii.gz"}[scan]
+    image, ref = _load(name), _reader_midpoint(scan)
+    posed, up = _posed(image, axis, deg, ref)
+    loc = locate_c2(posed)
+    assert _at_c2(loc, ref, up), loc.center_lps_mm
+    assert loc.evidence.get("readings_overruled")

@@ -430,28 +430,72 @@ def bone_gap_mm(crop: Crop, lower: DensRun, upper: DensRun) -> float:
     return longest * float(b[0] - a[0]) / max(n - 1, 1) * crop.spacing_mm
 
 
+#: A reading whose dens run shows the C1 ring (:func:`ring_fullness`) by this much more
+#: fully than every reading that puts the dens tip a level away from its own is the answer in
+#: their place: the dens stands inside C1's ring (the anterior arch in front, a lateral mass
+#: on each side), while the basion or the clivus above it and C2's body or C3 below it do not.
+#: 0.25 is one of the ring's parts missing on every slice (a lateral mass; or the arch on
+#: every other slice).
+RING_OVERRULES = 0.25
+#: Confidence taken off an answer that overruled another reading.
+OVERRULED_CONFIDENCE_PENALTY = 0.1
+
+
+def answer_ring(loc: C2Location) -> float:
+    """:func:`ring_fullness` of the dens run an answer was read from (from its evidence)."""
+    d = loc.evidence.get("dens") or {}
+    return 0.5 * (float(d.get("c1_anterior_arch_fraction", 0.0))
+                  + float(d.get("c1_lateral_masses_fraction", 0.0)))
+
+
 def agreed_answer(answers: list[tuple[SpineFrame, C2Location]], frame: SpineFrame
                   ) -> C2Location:
     """The first (most suitable) reading's answer, if every other reading that answered found
-    its dens tip within ``READINGS_AGREE_MM`` of it along the spine; otherwise refuse
-    (``c2_not_found``) saying which readings disagreed by how much along the spine."""
-    used, loc = answers[0]
-    tip = np.asarray(loc.dens_tip_lps_mm, float)
+    its dens tip within ``READINGS_AGREE_MM`` of it along the spine. When some put the tip a
+    level away, the reading whose dens shows the C1 ring by ``RING_OVERRULES`` more fully than
+    every one a level away from it answers (with a warning, and
+    ``OVERRULED_CONFIDENCE_PENALTY`` off its confidence); otherwise refuse (``c2_not_found``)
+    saying which readings disagreed by how much along the spine."""
     up = frame.rotation[:, 2]
-    agree = [used.source]
-    for other, oloc in answers[1:]:
-        d = np.asarray(oloc.dens_tip_lps_mm, float) - tip
-        if abs(float(d @ up)) > READINGS_AGREE_MM:
+    tips = [np.asarray(loc.dens_tip_lps_mm, float) for _, loc in answers]
+    rings = [answer_ring(loc) for _, loc in answers]
+
+    def apart(i: int) -> list[int]:
+        return [j for j in range(len(answers))
+                if abs(float((tips[j] - tips[i]) @ up)) > READINGS_AGREE_MM]
+
+    chosen = 0
+    if apart(0):
+        fuller = [i for i in range(len(answers))
+                  if apart(i) and all(rings[i] >= rings[j] + RING_OVERRULES for j in apart(i))]
+        if not fuller:
+            used, loc = answers[0]
+            j = apart(0)[0]
+            other, d = answers[j][0], tips[j] - tips[0]
             raise LocalisationError(
-                f"C2 was not found: the dens tip read along the {used.source} (z {tip[2]:.0f} mm "
-                f"LPS) and along the {other.source} (z {tip[2] + d[2]:.0f} mm) are "
-                f"{np.linalg.norm(d):.0f} mm apart ({float(d @ up):+.0f} mm along the spine): "
-                "one of them is another level.",
+                f"C2 was not found: the dens tip read along the {used.source} (z {tips[0][2]:.0f}"
+                f" mm LPS) and along the {other.source} (z {tips[j][2]:.0f} mm) are "
+                f"{np.linalg.norm(d):.0f} mm apart ({float(d @ up):+.0f} mm along the spine), "
+                f"and neither shows the C1 ring around its dens clearly more fully (ring "
+                f"{rings[0]:.2f} and {rings[j]:.2f}): one of them is another level.",
                 "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a vertebra "
                 "label map.", code="c2_not_found")
-        agree.append(other.source)
+        chosen = fuller[0]
+    used, loc = answers[chosen]
+    overruled = apart(chosen)
+    agree = [answers[i][0].source for i in range(len(answers)) if i not in overruled]
+    agree.remove(used.source)
+    agree.insert(0, used.source)
     loc.evidence["readings_agreeing"] = agree
-    if len(agree) > 1:
+    if overruled:
+        names = [answers[i][0].source for i in overruled]
+        loc.evidence["readings_overruled"] = names
+        loc.confidence = float(max(0.0, loc.confidence - OVERRULED_CONFIDENCE_PENALTY))
+        loc.warnings.append(
+            f"the dens read along the {' and the '.join(names)} lay a level away; the answer "
+            f"is the reading whose dens shows the C1 ring around it (ring {rings[chosen]:.2f} "
+            f"against {max(rings[i] for i in overruled):.2f}) - check the region")
+    elif len(agree) > 1:
         loc.confidence = float(min(1.0, loc.confidence + 0.05))
     return loc
 
