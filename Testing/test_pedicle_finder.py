@@ -156,6 +156,32 @@ def test_finder_never_takes_c1_lateral_masses_for_c2_pedicles(small_phantom):
             assert np.linalg.norm(np.asarray(f.isthmus_center_lps_mm) - true) <= 5.0
 
 
+def test_no_isthmus_constriction_above_the_dens_tip_floor():
+    """The dens-tip floor (no isthmus higher than 18 mm below the tip) bounds the isthmus
+    itself, not only the centre of the corridor segment that finds it: a cranially tilted
+    segment reaches a few mm above its centre's slice, and its constriction used to be answered
+    up to 1.8 mm above the floor (phantoms 5001, 5002: the floor put 1 mm below the true
+    isthmus). Every answered isthmus lies at most half a 1 mm slice above the floor."""
+    from c2net.pedicle_finder.tube import MIN_ISTHMUS_BELOW_TIP_MM
+    from c2net.phantom import make_phantom
+
+    above = []
+    for seed in (5001, 5002):
+        ph = make_phantom(seed=seed, spacing_mm=0.8, fov="c1_c4")
+        up = np.asarray(ph.truth["c2_frame_lps"]["superior"])
+        frame = {"axis_lps": up.tolist(),
+                 "anterior_lps": (-np.asarray(ph.truth["c2_frame_lps"]["posterior"])).tolist()}
+        for side in ("left", "right"):
+            iso = np.asarray(ph.truth["sides"][side]["isthmus_center_lps_mm"])
+            tip = iso + (MIN_ISTHMUS_BELOW_TIP_MM - 1.0) * up     # floor 1 mm below the isthmus
+            f = find_pedicles(ph.ct, ph.truth["c2_center_lps_mm"], frame,
+                              dens_tip_lps_mm=tip).sides[side]
+            if f is not None:
+                above.append(float(np.dot(np.asarray(f.isthmus_center_lps_mm) - tip, up))
+                             + MIN_ISTHMUS_BELOW_TIP_MM)
+    assert above and max(above) <= 0.5 + 1e-6, np.round(above, 2)
+
+
 def test_finder_far_from_c2_finds_no_canal(small_phantom):
     """Given a point in the soft tissue beside the neck, there is no C2 ring to find."""
     c = np.asarray(small_phantom.truth["c2_center_lps_mm"]) + (0.0, -45.0, 0.0)
@@ -339,27 +365,32 @@ def test_bilateral_height_check_re_searches_the_side_away_from_c2_s_level():
     calls = []
 
     def search(found):
-        def run(side, slices):
-            calls.append((side, slices))
+        def run(side, slices, near):
+            calls.append((side, slices, near))
             return found.get(side)
         return run
 
     tip = 48.5                                   # C2's isthmi expected at slice 20
+    geo = np.tile([25.0, 32.0, 6.0], (60, 1))    # canal centre row 25, column 32 on every slice
     level = {"left": tube("left", 20.0), "right": tube("right", 20.0 + MAX_HEIGHT_MISMATCH_MM - 1)}
-    out, note = bilaterally_consistent(level, search({}), tip)
+    out, note = bilaterally_consistent(level, search({}), tip, geo)
     assert out == level and not calls and "replaced" not in note
     # the right answer sits 12 mm below C2's level (C3, a narrow right pedicle passed over):
     # it is the one searched again, however well the left would score at the right's height
     apart = {"left": tube("left", 20.5), "right": tube("right", 8.0, score=5.0)}
     found = {"left": tube("left", 9.0, score=9.0), "right": tube("right", 19.0, score=1.2)}
-    out, note = bilaterally_consistent(apart, search(found), tip)
+    out, note = bilaterally_consistent(apart, search(found), tip, geo)
     assert note["replaced"] == "right" and out["right"].isthmus_kji[0] == 19.0
     assert out["left"] is apart["left"]
-    assert [s for s, _ in calls] == ["right"]
+    assert [c[0] for c in calls] == ["right"]
     lo, hi = calls[0][1]
     assert lo <= 20.5 <= hi and hi - lo == 2 * MAX_HEIGHT_MISMATCH_MM
-    assert bilaterally_consistent(apart, search(found), None)[0] == apart   # no dens tip
-    out, note = bilaterally_consistent(apart, search({}), tip)
+    # searched around the left isthmus's mirror image across the canal's centre (column 32):
+    # at its height and row, column 2 * 32 - 40 = 24, within the height tolerance
+    point, radius = calls[0][2]
+    assert np.allclose(point, (20.5, 30.0, 24.0)) and radius == MAX_HEIGHT_MISMATCH_MM
+    assert bilaterally_consistent(apart, search(found), None, geo)[0] == apart   # no dens tip
+    out, note = bilaterally_consistent(apart, search({}), tip, geo)
     assert out == apart and note["replaced"] is None
 
 

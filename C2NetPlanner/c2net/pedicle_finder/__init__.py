@@ -227,8 +227,9 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     tubes: Dict[str, Tube] = {}
     foramina = {side: find_foramen(solid, canal, side, np.arange(k_lo, k_hi)) for side in SIDES}
 
-    def search(side: str, slices=None) -> Optional[Tube]:
-        return find_tube(solid, clear, canal, foramina[side], canal_dist, side, tip_slice, slices)
+    def search(side: str, slices=None, near=None) -> Optional[Tube]:
+        return find_tube(solid, clear, canal, foramina[side], canal_dist, side, tip_slice, slices,
+                         near)
 
     for side in SIDES:
         tube = search(side)
@@ -240,7 +241,8 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
             continue
         tubes[side] = tube
     if len(tubes) == 2:
-        tubes, evidence["bilateral"] = bilaterally_consistent(tubes, search, tip_slice)
+        tubes, evidence["bilateral"] = bilaterally_consistent(tubes, search, tip_slice,
+                                                              canal.per_slice())
     for side, tube in tubes.items():
         labels[tube.mask & (labels == 0)] = LABELS[side]
         sides[side] = _found(roi, tube)
@@ -259,14 +261,17 @@ def find_pedicles(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 MAX_HEIGHT_MISMATCH_MM = 8.0
 
 
-def bilaterally_consistent(tubes: Dict[str, Tube], search, tip_slice: Optional[float]) -> tuple:
+def bilaterally_consistent(tubes: Dict[str, Tube], search, tip_slice: Optional[float],
+                           canal_geo: np.ndarray) -> tuple:
     """``(tubes, note)``: both sides' corridors; when their isthmi differ in height (the crop's
     slice axis) by more than :data:`MAX_HEIGHT_MISMATCH_MM`, the side whose isthmus lies further
     from where C2's isthmi lie (:data:`TYPICAL_ISTHMUS_BELOW_TIP_MM` below the dens tip,
-    ``tip_slice``) is searched again on the slices within that height of the other side's
-    (``search(side, (lo, hi))`` returns a Tube or None) and replaced by what is found there.
-    Without the dens tip nothing tells which side is wrong, and both are kept (as they are
-    when nothing is found)."""
+    ``tip_slice``) is searched again within that distance of the other side's mirror image
+    across the canal's centre (``canal_geo``: :meth:`Canal.per_slice`; the pedicles are mirror
+    images), on the slices within that height of it (``search(side, (lo, hi), (point,
+    radius))`` returns a Tube or None), and replaced by what is found there. Without the dens
+    tip nothing tells which side is wrong, and both are kept (as they are when nothing is
+    found)."""
     def height(t):
         return float(t.isthmus_kji[0])
 
@@ -279,8 +284,12 @@ def bilaterally_consistent(tubes: Dict[str, Tube], search, tip_slice: Optional[f
         return tubes, note
     expected = tip_slice - TYPICAL_ISTHMUS_BELOW_TIP_MM
     side = max(SIDES, key=lambda sd: abs(height(tubes[sd]) - expected))
-    h = height(tubes["right" if side == "left" else "left"])
-    t = search(side, (h - MAX_HEIGHT_MISMATCH_MM, h + MAX_HEIGHT_MISMATCH_MM))
+    other = tubes["right" if side == "left" else "left"].isthmus_kji
+    h = float(other[0])
+    k = int(np.clip(np.rint(h), 0, len(canal_geo) - 1))
+    mirror = (h, float(other[1]), 2.0 * float(canal_geo[k, 1]) - float(other[2]))
+    t = search(side, (h - MAX_HEIGHT_MISMATCH_MM, h + MAX_HEIGHT_MISMATCH_MM),
+               (mirror, MAX_HEIGHT_MISMATCH_MM))
     if t is None or not t.mask.any() or abs(height(t) - h) > MAX_HEIGHT_MISMATCH_MM:
         return tubes, note
     out = dict(tubes)

@@ -33,7 +33,7 @@ Research use only - not a medical device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -150,21 +150,45 @@ def _best_first(score: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return np.lexsort((score, rank))[::-1]
 
 
+def isthmus_height_bounds(tip_slice: Optional[float] = None,
+                          slices: Optional[tuple] = None) -> Tuple[float, float]:
+    """(lo, hi) continuous slices between which an isthmus may lie: none higher than
+    :data:`MIN_ISTHMUS_BELOW_TIP_MM` below the dens tip (``tip_slice``, when known; C1's
+    lateral masses lie above) and within ``slices`` (lo, hi) when given (the other side's
+    height)."""
+    lo, hi = -np.inf, np.inf
+    if tip_slice is not None:
+        hi = float(tip_slice) - MIN_ISTHMUS_BELOW_TIP_MM
+    if slices is not None:
+        lo, hi = max(lo, float(slices[0])), min(hi, float(slices[1]))
+    return lo, hi
+
+
+def isthmus_slice_range(canal: Canal, n_slices: int, tip_slice: Optional[float] = None,
+                        slices: Optional[tuple] = None) -> Tuple[int, int]:
+    """(lo, hi): the slices lo <= k < hi a candidate isthmus centre may lie on - where the
+    canal is closed (+-2 slices), within :func:`isthmus_height_bounds`."""
+    ks = canal.slices
+    k_lo, k_hi = max(int(ks.min()) - 2, 0), min(int(ks.max()) + 3, n_slices)
+    lo, hi = isthmus_height_bounds(tip_slice, slices)
+    if np.isfinite(lo):
+        k_lo = max(k_lo, int(np.ceil(lo)))
+    if np.isfinite(hi):
+        k_hi = min(k_hi, int(np.floor(hi)) + 1)
+    return k_lo, k_hi
+
+
 def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
                       canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None,
-                      slices: Optional[tuple] = None) -> np.ndarray:
+                      slices: Optional[tuple] = None,
+                      near: Optional[tuple] = None) -> np.ndarray:
     """(N, 3) integer (S, P, L) indices where the isthmus centre may lie; with ``tip_slice``
     (the dens tip's continuous slice) none higher than :data:`MIN_ISTHMUS_BELOW_TIP_MM` below
-    it (C1's lateral masses); with ``slices`` (lo, hi) only on slices lo <= k <= hi."""
+    it (C1's lateral masses); with ``slices`` (lo, hi) only on slices lo <= k <= hi; with
+    ``near`` ((S, P, L) index, radius mm) only within that radius of the point."""
     sgn = 1.0 if side == "left" else -1.0
-    n = solid.shape[0]
-    ks = canal.slices
     zone = np.zeros_like(solid, dtype=bool)
-    k_lo, k_hi = max(int(ks.min()) - 2, 0), min(int(ks.max()) + 3, n)
-    if tip_slice is not None:
-        k_hi = min(k_hi, int(np.floor(tip_slice - MIN_ISTHMUS_BELOW_TIP_MM)) + 1)
-    if slices is not None:
-        k_lo, k_hi = max(k_lo, int(np.ceil(slices[0]))), min(k_hi, int(np.floor(slices[1])) + 1)
+    k_lo, k_hi = isthmus_slice_range(canal, solid.shape[0], tip_slice, slices)
     geo = canal.per_slice()
     rows, cols = np.indices(solid.shape[1:])
     for k in range(k_lo, k_hi):
@@ -176,16 +200,22 @@ def candidate_centres(solid: np.ndarray, clear: np.ndarray, canal: Canal, forame
         if np.isfinite(foramen.center_pl[k, 0]):
             z &= sgn * (cols - foramen.center_pl[k, 1]) < 0
         zone[k] = z
-    return np.argwhere(zone)
+    cand = np.argwhere(zone)
+    if near is not None:
+        point, radius = near
+        cand = cand[np.linalg.norm(cand - np.asarray(point, float), axis=1) <= radius]
+    return cand
 
 
 def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foramen,
               canal_dist: np.ndarray, side: str, tip_slice: Optional[float] = None,
-              slices: Optional[tuple] = None) -> Optional[Tube]:
+              slices: Optional[tuple] = None, near: Optional[tuple] = None) -> Optional[Tube]:
     """The maximum-clearance corridor of ``side``; None when no corridor of bone is there.
     ``tip_slice``: the dens tip's continuous slice, when known; ``slices``: (lo, hi), the
-    slices the isthmus centre is searched on (:func:`candidate_centres`)."""
-    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side, tip_slice, slices)
+    slices the isthmus centre is searched on; ``near``: (point, radius), the sphere it is
+    searched in (:func:`candidate_centres`)."""
+    cand = candidate_centres(solid, clear, canal, foramen, canal_dist, side, tip_slice, slices,
+                             near)
     if len(cand) == 0:
         return None
     s = np.arange(-SEGMENT_HALF_MM, SEGMENT_HALF_MM + 1e-9, 1.0)
@@ -202,6 +232,7 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
     fine = np.arange(-COARSE_STEP_DEG, COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
     shifts = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     geo = canal.per_slice()
+    h_lo, h_hi = isthmus_height_bounds(tip_slice, slices)
     sgn = 1.0 if side == "left" else -1.0
     best = (-1, -np.inf, None, None, None, None)     # rank, score, centre, axis, line, angles
     for t in top:
@@ -224,7 +255,10 @@ def find_tube(solid: np.ndarray, clear: np.ndarray, canal: Canal, foramen: Foram
         g = geo[np.clip(np.rint(qs[:, 0]).astype(int), 0, len(geo) - 1)]
         lateral = sgn * (qs[:, 2] - g[:, 2 - 1]) >= np.maximum(MIN_LATERAL_MM,
                                                                MIN_LATERAL_SHARE * g[:, 2])
-        rank = np.where((cd - sc <= CANAL_WALL_MM) & lateral, rank, OFF_THE_CANAL_WALL)
+        # the constriction itself, not only the segment's centre, lies within the height
+        # bounds (a cranially tilted segment reaches a few mm above or below its centre)
+        inside = (qs[:, 0] >= np.floor(h_lo) - 0.5) & (qs[:, 0] <= np.floor(h_hi) + 0.5)
+        rank = np.where((cd - sc <= CANAL_WALL_MM) & lateral & inside, rank, OFF_THE_CANAL_WALL)
         i = int(_best_first(sc, rank)[0])
         if (int(rank[i]), float(sc[i])) > best[:2]:
             best = (int(rank[i]), float(sc[i]), cc[i], dd[i], line[i], fa[i % len(fd)])
