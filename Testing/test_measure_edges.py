@@ -193,14 +193,22 @@ def test_trajectory_with_a_known_cortical_density_uses_it(blurred_tube):
     measurement of that side read off the same scan: given that density, the trajectory uses
     it (no second fit) and finds the same MPD and isthmus; a different density changes the
     edges, so it is really used."""
+    from c2net.measure.pedicle import SECTION_STEP_MM, _measure_traj
+
     tube, ct, _ = blurred_tube
     e, tg = tube.center - 7.0 * tube.axis, tube.center + 7.0 * tube.axis
-    own = measure_trajectory(ct, e, tg, "left", transverse=False)
+    own, ctx = _measure_traj(ct, e, tg, "left", SECTION_STEP_MM, None)
+    assert np.isfinite(ctx.blur_k)
+    # the scan's model as that measurement fitted it: its density and its reconstruction blur
     same = measure_trajectory(ct, e, tg, "left", transverse=False,
-                              cortical_density_hu=own.cortical_density_hu)
+                              cortical_density_hu=own.cortical_density_hu, scan_blur_mm=ctx.blur_k)
     assert same.cortical_density_hu == pytest.approx(own.cortical_density_hu)
     assert same.mpd_mm == pytest.approx(own.mpd_mm, abs=1e-6)
     assert np.allclose(same.isthmus_center_lps_mm, own.isthmus_center_lps_mm, atol=1e-6)
+    # the density alone: the blur taken as the voxel grid's part (sigma_k = 0)
+    dens = measure_trajectory(ct, e, tg, "left", transverse=False,
+                              cortical_density_hu=own.cortical_density_hu)
+    assert abs(dens.mpd_mm - own.mpd_mm) <= 0.15
     other = measure_trajectory(ct, e, tg, "left", transverse=False,
                                cortical_density_hu=0.5 * own.cortical_density_hu)
     assert other.cortical_density_hu == pytest.approx(0.5 * own.cortical_density_hu)

@@ -82,6 +82,20 @@ def test_thin_cortex_on_a_1mm_grid_reads_its_density():
     assert abs(m.mpd_mm - mpd) <= 0.07
 
 
+def test_narrow_canal_is_measured_from_its_diameters_moments():
+    # a 3.2 mm pedicle with a 1.2 mm canal on a 1 mm grid: each ray's moment window started at
+    # the centre, on the opposite wall's blur (no canal plateau), and the walls read thick:
+    # MPD 3.41 mm; from the diameters' zeroth and second moments (the blur's variance
+    # subtracted) 3.22 mm
+    mpd = 3.2
+    tube = make_tube("left", mpd_mm=mpd, height_mm=mpd + 3.0, cortex_mm=1.0)
+    ct, mask = tube_ct(tube, spacing=(1.0, 1.0, 1.0), supersample=3, seed=5, hu=(20.0, 1500.0, 300.0),
+                       blur_mm=0.6 / 2.3548, noise_hu=15.0)
+    m = measure_pedicle(ct, mask, "left")
+    assert not m.no_medullary_canal
+    assert abs(m.mpd_mm - mpd) <= 0.1
+
+
 def test_star_polygon_region_is_exact_and_its_opening_drops_slits():
     r = np.full(72, 2.0)
     reg, ax = widths.region(r, DIRS2, 4.5)

@@ -140,6 +140,7 @@ class _Sweep:
     cortex_hu: float
     crop: object = None           # the LocalCT the sweep sampled
     min_peak_hu: float = None     # the least cortical peak of its edges (edges.ray_edges)
+    blur_k: float = np.nan        # the scan's reconstruction blur sigma_k (mm; NaN: unknown)
 
 
 @dataclass
@@ -158,6 +159,8 @@ class _Context:
     crop: object = None
     soft_hu: float = 0.0
     min_peak_hu: float = None
+    #: the reconstruction blur sigma_k fitted with the density (mm; NaN: unknown)
+    blur_k: float = np.nan
 
 
 # --------------------------------------------------------------------------------------
@@ -196,7 +199,8 @@ def measure_trajectory(ct: sitk.Image, entry_lps: Sequence[float], target_lps: S
                        progress: Optional[ProgressCallback] = None,
                        lr_direction_lps: Optional[Sequence[float]] = None,
                        transverse: bool = True,
-                       cortical_density_hu: Optional[float] = None) -> PedicleMeasurement:
+                       cortical_density_hu: Optional[float] = None,
+                       scan_blur_mm: Optional[float] = None) -> PedicleMeasurement:
     """Measure one isthmus along an entry -> target trajectory (LPS mm), without any mask.
 
     The trajectory is the surgeon's planned screw path (entry near the lamina / lateral mass
@@ -209,10 +213,12 @@ def measure_trajectory(ct: sitk.Image, entry_lps: Sequence[float], target_lps: S
     :attr:`PedicleMeasurement.cortical_density_hu` of another measurement of the same pedicle
     on the same scan: a property of the scanner and the bone, not of the line); it is used
     instead of fitting it again to this line's profiles (the fit is half the cost of a short
-    trajectory).
+    trajectory). ``scan_blur_mm``: the scan's reconstruction blur sigma_k fitted with that
+    density (the narrow canals' diameter moments need it); with a density but no blur,
+    sigma_k = 0 (the voxel grid's part of the blur alone).
     """
     m, ctx = _measure_traj(ct, entry_lps, target_lps, side, step_mm, progress,
-                           cortical_density_hu)
+                           cortical_density_hu, scan_blur_mm)
     if transverse:
         _set_transverse(m, ctx, lr_direction_lps)
     return m
@@ -272,20 +278,29 @@ def _measure_mask(ct, mask, side, step_mm, progress):
                     step_mm, progress, source="mask")
 
 
-def _measure_traj(ct, entry, target, side, step_mm, progress, cortical_density_hu=None):
+def _measure_traj(ct, entry, target, side, step_mm, progress, cortical_density_hu=None, scan_blur_mm=None):
     label = f"{side} C2 pedicle"
     axis, e, length = trajectory_axis(entry, target, label)
     known = (float(cortical_density_hu) if cortical_density_hu is not None
              and np.isfinite(cortical_density_hu) else None)
+    # with the density given, the blur is the one given with it; without one, the voxel grid's
+    # part alone (known from the scan's geometry): sigma_k = 0
+    blur = np.nan if known is None else (float(scan_blur_mm) if scan_blur_mm is not None
+                                         and np.isfinite(scan_blur_mm) else 0.0)
     return _measure(ct, side, axis, e, 0.0, length, lambda t: e + t * axis, step_mm, progress,
-                    source="trajectory", cortex_hu=known)
+                    source="trajectory", cortex_hu=known, blur_k=blur)
 
 
 # --------------------------------------------------------------------------------------
 # the sweep
 
 
-def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, cortex_hu=None) -> _Sweep:
+def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, cortex_hu=None,
+           blur_k: float = np.nan) -> _Sweep:
+    """One sweep of sections. ``cortex_hu`` None: the scan's cortical density and
+    reconstruction blur sigma_k are fitted on this sweep (``edges.scan_blur_and_density``);
+    otherwise they are given (``blur_k``; NaN: unknown, the narrow canals' diameter moments
+    are then not used; ``np.inf`` density: edges without moments)."""
     u, v = section_basis(axis)
     prof = ray_profiles(crop, centres, axis, u, v)
     if soft_hu is None:
@@ -297,8 +312,8 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
         dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v
         d, sp = np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing())
         gvar = _edges.grid_variance(d, sp, dirs3)
-        cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0, grid_var=np.tile(gvar, len(centres)),
-                                                 n_rays=N_RAYS, grid_w=_edges.grid_widths(d, sp, dirs3))[1]
+        blur_k, cortex_hu = _edges.scan_blur_and_density(flat, RADII, e0, grid_var=np.tile(gvar, len(centres)),
+                                                         n_rays=N_RAYS, grid_w=_edges.grid_widths(d, sp, dirs3))
         if not np.isfinite(cortex_hu):
             cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
     e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
@@ -306,16 +321,88 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
     canc = e.plateau_hu[e.dip]
     canc = float(np.median(canc[np.isfinite(canc)])) if np.isfinite(canc).any() else float(soft_hu)
     dense_hu = 0.5 * (canc + cortex_hu) if np.isfinite(cortex_hu) else np.inf
+    diameter = None
+    if np.isfinite(cortex_hu) and np.isfinite(blur_k):
+        # the blur's variance along each ray: sigma_k^2 + the voxel grid's part
+        dirs3 = DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v
+        gv = _edges.grid_variance(np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing()),
+                                  dirs3)
+        diameter = (gv + float(blur_k) ** 2, canc)
     sections = []
     for n, (t, c) in enumerate(zip(t_grid, centres)):
         sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
-        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu)
+        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu, diameter)
         sec.axis, sec.u, sec.v = axis, u, v
         sections.append(sec)
-    return _Sweep(sections, axis, u, v, soft_hu, cortex_hu, crop, e.min_peak_hu)
+    return _Sweep(sections, axis, u, v, soft_hu, cortex_hu, crop, e.min_peak_hu, float(blur_k))
 
 
-def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf) -> Section:
+#: The blur's tails the diameter's moments take in beyond each half-way edge (sigmas).
+DIAMETER_TAIL_SIGMAS = 3.0
+
+
+def _diameter_edges(prof, found, dip, r_half, r_in_half, outside, cortex_hu, canc_hu, var, r_out):
+    """Outer radii of a narrow canal's walls from the moments along each diameter (ray k and
+    k + 180 deg), where a ray's own moments have no canal plateau to start on (a canal
+    half-way edge within ``MOMENT_INSIDE_MM`` of the centre: the window then starts at the
+    centre, on the opposite wall's blur). Along the diameter the section is outside B | cortex
+    K | canal C | cortex K | outside B. Blur keeps the profile's mass and centre and adds its
+    own variance (``var``, per ray: sigma_k^2 + the grid's part, whatever the kernel's shape)
+    times the mass to the second central moment, so with walls of equal thickness the outer
+    diameter D and the canal width w follow from
+        m0 = (K - B) D - (K - C) w,   M2 - var m0 = ((K - B) D^3 - (K - C) w^3) / 12
+    (monotonic in D; solved by bisection). ``canc_hu`` is the scan's cancellous level (the
+    sweep's medullary plateau), not this canal's blurred-up centre. Diameters without a
+    consistent solution keep ``r_out``."""
+    half = N_RAYS // 2
+    step = float(RADII[1] - RADII[0])
+    k = np.arange(half)
+    k2 = k + half
+    rin = np.where(dip, r_in_half, np.nan)
+    with np.errstate(invalid="ignore"):
+        narrow = np.fmin(rin[k], rin[k2]) < _edges.MOMENT_INSIDE_MM
+    use = found[k] & found[k2] & narrow & np.isfinite(var[k])
+    if not (use.any() and np.isfinite(cortex_hu) and np.isfinite(canc_hu)):
+        return r_out
+    k, k2 = k[use], k2[use]
+    sg = np.sqrt(var[k])
+    b1 = np.minimum(r_half[k] + DIAMETER_TAIL_SIGMAS * sg, RADII[-1])
+    b2 = np.minimum(r_half[k2] + DIAMETER_TAIL_SIGMAS * sg, RADII[-1])
+    x = np.concatenate([-RADII[:0:-1], RADII])
+    y = np.concatenate([prof[k2][:, :0:-1], prof[k]], axis=1)
+    w = ((x[None, :] >= -b2[:, None]) & (x[None, :] <= b1[:, None])) * step
+    bg = 0.5 * (outside[k] + outside[k2])
+    yy = (y - bg[:, None]) * w
+    KB, KC = cortex_hu - bg, cortex_hu - canc_hu
+    with np.errstate(all="ignore"):
+        m0 = yy.sum(axis=1)
+        mid = (yy * x).sum(axis=1) / m0
+        M2 = (yy * (x[None, :] - mid[:, None]) ** 2).sum(axis=1) - var[k] * m0
+        ok = (m0 > 0) & (M2 > 0) & (KB > KC) & (KC > 0)
+        d_lo = m0 / KB
+        d_hi = np.minimum(m0 / (KB - KC), d_lo + 6.0)
+
+        def f(D):
+            wc = np.maximum((KB * D - m0) / KC, 0.0)
+            return (KB * D ** 3 - KC * wc ** 3) / 12.0 - M2
+
+        ok &= f(d_hi) >= 0
+        lo, hi = d_lo.copy(), d_hi.copy()
+        for _ in range(30):
+            mm = 0.5 * (lo + hi)
+            below = f(mm) < 0
+            lo, hi = np.where(below, mm, lo), np.where(below, hi, mm)
+        D = np.where(f(d_lo) >= 0, d_lo, 0.5 * (lo + hi))
+        r1, r2 = mid + 0.5 * D, 0.5 * D - mid
+        # the walls must lie either side of the centre and agree with the half-way edges to
+        # the blur scale
+        ok &= (r1 > 0) & (r2 > 0) & (np.abs(r1 - r_half[k]) < 1.5) & (np.abs(r2 - r_half[k2]) < 1.5)
+    r = r_out.copy()
+    r[k[ok]], r[k2[ok]] = r1[ok], r2[ok]
+    return r
+
+
+def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf, diameter=None) -> Section:
     found = e.found[sl]
     dip = e.dip[sl]
     frac = found.mean()
@@ -341,6 +428,9 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf) -> 
         r_in_half = np.zeros(N_RAYS)
     else:
         r_out = np.where(found, e.r_out[sl], np.nan)
+        if diameter is not None:   # a narrow canal: the diameters' moments (needs the blur)
+            r_out = _diameter_edges(prof, found, dip, e.r_out_half[sl], e.r_in_half[sl], e.outside_hu[sl],
+                                    cortex_hu, diameter[1], diameter[0], r_out)
         # a ray without a dip in a section with a canal: the canal reaches the surface there
         # (the ring is open onto the foramen or the cortex is invisibly thin)
         r_in = np.where(dip, e.r_in[sl], np.where(found, r_out, np.nan))
@@ -462,7 +552,7 @@ def _profile_min(sections: List[Section]) -> int:
 
 
 def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, progress, source,
-             cortex_hu=None):
+             cortex_hu=None, blur_k=np.nan):
     progress = progress or null_progress
     label = f"{side} C2 pedicle"
     t_grid = np.arange(t0, t1 + 1e-9, step_mm)
@@ -502,9 +592,9 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
     if source != "mask":
         # the trajectory's own line, fine steps, each section re-centred on its outline
         centres = np.array([seed_centre(t) for t in t_grid])
-        sw = _sweep(crop, axis, centres, t_grid, sw.soft_hu, cortex_hu)
+        sw = _sweep(crop, axis, centres, t_grid, sw.soft_hu, cortex_hu, blur_k)
         progress("measure", 0.6, f"{side}: second sweep")
-        sw = _sweep(crop, axis, _recentre(sw), t_grid, sw.soft_hu, sw.cortex_hu)
+        sw = _sweep(crop, axis, _recentre(sw), t_grid, sw.soft_hu, sw.cortex_hu, sw.blur_k)
         return _summarise(sw, side, spacing, source, progress)
     # pass 2 along the refined axis, over the same stretch (projected), fine steps. The
     # section perpendicular to a tube is its narrowest: the re-aimed axis is kept only when
@@ -520,7 +610,7 @@ def _measure(ct, side, axis, origin, t0, t1, seed_centre: Callable, step_mm, pro
         t2 = np.arange(min(s0, s1), max(s0, s1) + 1e-9, step_mm)
         sw_try = _sweep(crop, ax_try, pt + np.outer(t2, ax_try), t2, sw1.soft_hu)
         progress("measure", 0.6, f"{side}: second sweep")
-        sw_try = _sweep(crop, ax_try, _recentre(sw_try), t2, sw_try.soft_hu, sw_try.cortex_hu)
+        sw_try = _sweep(crop, ax_try, _recentre(sw_try), t2, sw_try.soft_hu, sw_try.cortex_hu, sw_try.blur_k)
         w = _tube_widths(sw_try.sections)
         score = np.nanmin(_nan_median3(w)) if np.any(np.isfinite(w)) else np.inf
         if best is None or score < best[0] - 0.02:
@@ -651,7 +741,7 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
             last, prev, j = secs[j], c, j + step
     tube = before + tube + after
     return m, _Context(near=near, axis=axis, u=u, v=v, tube=tube, crop=sw.crop, soft_hu=sw.soft_hu,
-                       min_peak_hu=sw.min_peak_hu)
+                       min_peak_hu=sw.min_peak_hu, blur_k=sw.blur_k)
 
 
 def _set_transverse(m: PedicleMeasurement, ctx: _Context, lr_direction_lps) -> None:

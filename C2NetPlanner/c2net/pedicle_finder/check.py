@@ -62,8 +62,8 @@ class SegmentationCheck:
                 "max_mpd_difference_mm": MAX_MPD_DIFFERENCE_MM}
 
 
-def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None
-                     ) -> PedicleMeasurement:
+def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None,
+                     scan_blur_mm: Optional[float] = None) -> PedicleMeasurement:
     """The finder's answer on one side (a :class:`c2net.pedicle_finder.FoundPedicle`) measured
     along its own corridor: the image's edges on the line through its isthmus along its tube
     axis, :data:`CHECK_HALF_LENGTH_MM` either side (the part of its mask that decides; the whole
@@ -72,7 +72,9 @@ def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None
     ``cortical_density_hu``: the density the U-Net mask's measurement of this side read off the
     scan. Both measurements then see the image through the same scanner model, so what differs
     between them is only where each segmenter puts the pedicle (and the check does not pay for
-    a second fit of the same scan property)."""
+    a second fit of the same scan property). ``scan_blur_mm``: the reconstruction blur that
+    measurement fitted with the density (its ``scan_blur_mm``), for the narrow canals'
+    diameter moments; without it sigma_k = 0 (the voxel grid's part of the blur alone)."""
     from ..measure import measure_trajectory
 
     centre = np.asarray(found.isthmus_center_lps_mm, float)
@@ -80,7 +82,8 @@ def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None
     # the check compares isthmus positions and MPDs only: the reader's transverse widths (the
     # canal read along the tube) are not needed
     return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM,
-                              transverse=False, cortical_density_hu=cortical_density_hu)
+                              transverse=False, cortical_density_hu=cortical_density_hu,
+                              scan_blur_mm=scan_blur_mm)
 
 
 def compare_measurements(unet: Optional[PedicleMeasurement],
