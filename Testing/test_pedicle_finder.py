@@ -229,6 +229,35 @@ def test_finder_stands_in_when_the_unet_finds_nothing(small_phantom, monkeypatch
     assert any("anatomical finder" in n for n in out.notes)
 
 
+def test_a_mask_that_cannot_be_measured_gives_way_to_the_finder_s_corridor(small_phantom,
+                                                                           monkeypatch):
+    """A side whose mask cannot be measured (not an elongated pedicle, too small: real masks
+    on re-posed scans were, 4 of 74 sides) is measured along the finder's corridor instead -
+    the mask only seeds the axis, and the finder's answer is an axis - and is reported as the
+    finder's, flagged, with the reason. Before, the side was not measured at all."""
+    import c2net.measure as measure
+    from c2net.assess import assess
+    from c2net.errors import MeasurementError
+    from c2net.segment import FINDER, UNET
+
+    real = measure.measure_pedicle
+
+    def refuse_left(ct, mask, side, **kw):
+        if side == "left":
+            raise MeasurementError("The left C2 pedicle mask is not an elongated pedicle.", "")
+        return real(ct, mask, side, **kw)
+
+    monkeypatch.setattr(measure, "measure_pedicle", refuse_left)
+    res = assess(small_phantom.ct, seed_lps_mm=small_phantom.truth["c2_center_lps_mm"],
+                 raise_on_error=False)
+    left, right = res.sides["left"], res.sides["right"]
+    assert left.measurement is not None, left.error
+    assert left.segmenter == FINDER and left.check_segmentation
+    assert "could not be measured" in left.segmentation_check.reason
+    assert abs(left.measurement.mpd_mm - small_phantom.truth["sides"]["left"]["mpd_mm"]) <= 0.5
+    assert right.segmenter == UNET and right.measurement is not None
+
+
 def test_unet_kept_when_on_the_pedicle_and_replaced_when_a_fragment(small_phantom, monkeypatch):
     """A U-Net mask covering the true pedicle stays the U-Net's; a few-voxel fragment on one
     side is implausible and the finder's mask stands in on that side only."""

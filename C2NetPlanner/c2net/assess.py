@@ -268,7 +268,11 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                               trajectories: Optional[dict] = None) -> None:
     from .classify import predict_risk
     from .measure import crop_to_mask, isthmus_slices, measure_pedicle, measure_trajectory
-    from .segment import apply_segmentation_check, finder_corridor_measurement
+    from .segment import (
+        apply_segmentation_check,
+        finder_corridor_in_place_of_mask,
+        finder_corridor_measurement,
+    )
 
     ct = result.ct
     for side in SIDES:
@@ -278,12 +282,21 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
         pedicles = crop_to_mask(result.segmentation)   # both pedicles' box, not the whole scan
         left_right = _left_right_direction(pedicles, trajectories)
 
+        in_place_of_mask: Dict[str, str] = {}
+
         def measure_side(side: str):
             mask = sitk.Cast(pedicles == SEGMENT_LABELS[side], sitk.sitkUInt8)
             if trajectories and side in trajectories:
                 m = measure_trajectory(ct, *trajectories[side], side, lr_direction_lps=left_right)
             else:
-                m = measure_pedicle(ct, mask, side, lr_direction_lps=left_right)
+                try:
+                    m = measure_pedicle(ct, mask, side, lr_direction_lps=left_right)
+                except MeasurementError as exc:
+                    # the mask only seeds the axis; the finder's answer is one
+                    m = finder_corridor_in_place_of_mask(ct, outcome, side, left_right)
+                    if m is None:
+                        raise
+                    in_place_of_mask[side] = exc.message
             return m, isthmus_slices(ct, m, mask)
 
         def timed_corridor(side: str, density: Optional[float]):
@@ -305,12 +318,13 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                 except MeasurementError as exc:
                     sa.error = exc.to_dict()
                     result.warnings.append(f"{side} pedicle not measured: {exc.message}")
-                if outcome is not None:
+                if outcome is not None and side not in in_place_of_mask:
                     density = (None if sa.measurement is None
                                else sa.measurement.cortical_density_hu)
                     checks[side] = pool.submit(timed_corridor, side, density)
             corridors = {side: job.result()[0] for side, job in checks.items()}
-        apply_segmentation_check(result, corridors)   # which segmenter, and the finder's check
+        # which segmenter, and the finder's check
+        apply_segmentation_check(result, corridors, in_place_of_mask)
         if outcome is not None:
             # the check's own work (its measurement of the finder's corridors, done beside
             # the main measurement); the finder itself ran inside the segment stage and is

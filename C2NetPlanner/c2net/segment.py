@@ -374,7 +374,34 @@ def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, si
         return None, f"its corridor could not be measured: {exc.message}"
 
 
-def apply_segmentation_check(result, corridors: Optional[Dict[str, tuple]] = None) -> None:
+def finder_corridor_in_place_of_mask(ct: sitk.Image, outcome: Optional[SegmentationOutcome],
+                                     side: str, lr_direction_lps=None
+                                     ) -> Optional[PedicleMeasurement]:
+    """The side measured along the finder's corridor, for a side whose mask could not be
+    measured (a U-Net or finder mask that is no elongated pedicle, too small, ...): the
+    image's edges on the line through the finder's isthmus along its tube axis, over its
+    mask's length either side (:data:`c2net.pedicle_finder.tube.MASK_HALF_LENGTH_MM`) - the
+    mask only seeds the axis, and the finder's answer is an axis. None when the finder found
+    no pedicle on that side or its corridor cannot be measured either. Safe on a worker
+    thread."""
+    from .errors import MeasurementError
+    from .measure import measure_trajectory
+    from .pedicle_finder.tube import MASK_HALF_LENGTH_MM
+
+    found = None if outcome is None else outcome.finder.sides.get(side)
+    if found is None:
+        return None
+    centre = np.asarray(found.isthmus_center_lps_mm, float)
+    half = MASK_HALF_LENGTH_MM * np.asarray(found.axis_lps, float)
+    try:
+        return measure_trajectory(ct, centre - half, centre + half, side,
+                                  lr_direction_lps=lr_direction_lps)
+    except MeasurementError:
+        return None
+
+
+def apply_segmentation_check(result, corridors: Optional[Dict[str, tuple]] = None,
+                             in_place_of_mask: Optional[Dict[str, str]] = None) -> None:
     """Set ``segmenter`` and ``segmentation_check`` on each side of ``result`` (an
     :class:`c2net.results.Assessment` whose sides are measured).
 
@@ -383,7 +410,9 @@ def apply_segmentation_check(result, corridors: Optional[Dict[str, tuple]] = Non
     finder's own corridor around its isthmus (:func:`finder_corridor_measurement`; pass them
     as ``corridors`` when they were measured already, ``{side: (measurement, reason)}``). A
     side whose mask came from the finder is flagged: the U-Net saw no pedicle there, so
-    nothing independent confirms it.
+    nothing independent confirms it. ``in_place_of_mask``: ``{side: why its mask could not be
+    measured}`` for the sides measured along the finder's corridor instead
+    (:func:`finder_corridor_in_place_of_mask`): they are the finder's answers, flagged.
     """
     from .pedicle_finder import check
 
@@ -393,7 +422,14 @@ def apply_segmentation_check(result, corridors: Optional[Dict[str, tuple]] = Non
     for side, sa in result.sides.items():
         src = outcome.segmenter.get(side)
         sa.segmenter = src
-        if src is None:
+        if side in (in_place_of_mask or {}):
+            mask_source = "U-Net" if src == UNET else "anatomical finder"
+            sa.segmenter = FINDER
+            sa.segmentation_check = check.SegmentationCheck(
+                check.CHECK, f"the {mask_source}'s mask could not be measured "
+                f"({in_place_of_mask[side]}); the anatomical finder's corridor was measured "
+                "instead and nothing independent confirms it: check the segmentation")
+        elif src is None:
             sa.segmentation_check = check.SegmentationCheck(check.NOT_CHECKED, "no mask on this side")
         elif src == FINDER:
             sa.segmentation_check = check.SegmentationCheck(
