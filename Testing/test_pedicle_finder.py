@@ -157,7 +157,7 @@ def test_finder_never_takes_c1_lateral_masses_for_c2_pedicles(small_phantom):
 
 
 def test_no_isthmus_constriction_above_the_dens_tip_floor():
-    """The dens-tip floor (no isthmus higher than 18 mm below the tip) bounds the isthmus
+    """The dens-tip floor (no isthmus higher than 20 mm below the tip) bounds the isthmus
     itself, not only the centre of the corridor segment that finds it: a cranially tilted
     segment reaches a few mm above its centre's slice, and its constriction used to be answered
     up to 1.8 mm above the floor (phantoms 5001, 5002: the floor put 1 mm below the true

@@ -74,10 +74,15 @@ WAIST_RISE_CAP_MM = 2.0
 #: dens: 24-33 mm below the dens tip along the spine on the three shared real scans (24.4-30.5)
 #: and the project's phantoms (24.1-33.3). C1's lateral masses - a corridor of bone between C1's
 #: ring around the dens and C1's foramen transversarium, which looks like a pedicle to the
-#: corridor search - lie 8-15 mm below the tip. A centre higher than this (mm below the tip)
-#: is not searched: between the two, with 6 mm to spare on C2's side for a tip read low or a
-#: frame tilted sideways (at 20 degrees a pedicle 15 mm off the midline moves 5 mm up or down).
-MIN_ISTHMUS_BELOW_TIP_MM = 18.0
+#: corridor search - lie 8-15 mm below the tip; just above C2's isthmi, 18-20 mm below the
+#: tip, the bone under C2's superior facets beside the canal is a wide waist too (a thin
+#: pedicle re-posed loses to it: CThead's left on the shared scans turned 10-20 degrees). No
+#: isthmus higher than this (mm below the tip) is answered. C2's side of the margin:
+#: a frame still rolled sideways (:mod:`.symmetry` corrects rolls over 10 degrees; its
+#: estimate errs by up to ~3 degrees more on real necks: a pedicle 16 mm off the midline then
+#: sits up to 3.3 mm higher) and a tip read low (by at most 0.5 mm on 24 held-out phantoms;
+#: 1 mm allowed): 24.4 - 3.3 - 1 = 20 mm.
+MIN_ISTHMUS_BELOW_TIP_MM = 20.0
 #: ... and the middle of C2's 24-33 mm: where its isthmi are expected below the tip.
 TYPICAL_ISTHMUS_BELOW_TIP_MM = 28.5
 #: Ranks of a segment, best last: its constriction off the canal wall (not the pedicle), on the
