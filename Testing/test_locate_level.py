@@ -197,3 +197,16 @@ def test_a_run_above_the_dens_without_the_c1_ring_does_not_take_its_place():
     assert _highest_first([dens, basion], 1.0)[0] is dens
     base = _ring_run(8, 5, [0, 0, 0, 0, 1], [2, 2, 2, 2, 2])
     assert _highest_first([base, dens], 1.0)[0] is dens
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14, open: a body's posterior wall (C3 here) cut "
+                   "out by erosion passes for a dens inside the C1 ring - the body in front "
+                   "reads as the arch, its pedicles as the masses")
+def test_c2_cut_at_its_body_is_not_answered_at_c3():
+    """A phantom whose scan ends inside C2's body (70006: the dens removed, C2 cut 12 mm into
+    it) was answered 41.8 mm below C2's centre - on an island at C3's posterior body wall with
+    the 'C1 ring' on all 7 slices (session 4). It must be refused (C2 is cut), never C3."""
+    ph = make_phantom(70006, fov="c2_cut")
+    assert not ph.truth["c2_complete_in_fov"]
+    with pytest.raises(LocalisationError):
+        locate_c2(ph.ct)

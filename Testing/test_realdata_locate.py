@@ -274,3 +274,19 @@ def test_readings_a_level_apart_answer_the_dens_inside_the_c1_ring(scan, axis, d
     loc = locate_c2(posed)
     assert _at_c2(loc, ref, up), loc.center_lps_mm
     assert loc.evidence.get("readings_overruled")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14, open: the dens's slices do not chain into a "
+                   "run on CThead's 2 mm slices turned 20 degrees, and C2's posterior body wall "
+                   "passes for a dens inside the C1 ring")
+def test_cthead_turned_20_is_c2_or_refused():
+    """CThead turned 20 degrees (the same voxels, a rotated direction; session 4): answered 20 mm
+    below C2 along the spine (a wrong level). C2 at its level, or a refusal as not found."""
+    image, ref = _load("cthead_approxHU.nii.gz"), _reader_midpoint("cthead")
+    posed, up = _posed(image, "z", 20.0, ref)
+    try:
+        loc = locate_c2(posed)
+    except LocalisationError as exc:
+        assert exc.code == "c2_not_found", str(exc)
+        return
+    assert _at_c2(loc, ref, up), loc.center_lps_mm
