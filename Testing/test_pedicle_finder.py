@@ -425,17 +425,20 @@ def test_bilateral_height_check_re_searches_the_side_away_from_c2_s_level():
 
 def test_the_check_measures_with_the_side_s_own_cortical_density(small_phantom, monkeypatch):
     """In assess() the check of a U-Net side starts once that side's measurement is done and
-    measures the finder's corridor with the cortical density that measurement read off the
-    scan (one scanner model for both: what differs is where each segmenter puts the pedicle)."""
+    measures the finder's corridor with the cortical density and the reconstruction blur that
+    measurement read off the scan (one scanner model for both: what differs is where each
+    segmenter puts the pedicle; without the blur the check read sigma_k = 0 and a narrow
+    canal's walls differently)."""
     from c2net.assess import assess
     from c2net.pedicle_finder import check
 
-    seen = {}
+    seen, blur = {}, {}
     real = check.measure_corridor
 
-    def spy(ct, found, cortical_density_hu=None):
+    def spy(ct, found, cortical_density_hu=None, scan_blur_mm=None):
         seen[found.side] = cortical_density_hu
-        return real(ct, found, cortical_density_hu)
+        blur[found.side] = scan_blur_mm
+        return real(ct, found, cortical_density_hu, scan_blur_mm)
 
     monkeypatch.setattr(check, "measure_corridor", spy)
     res = assess(small_phantom.ct)
@@ -444,3 +447,6 @@ def test_the_check_measures_with_the_side_s_own_cortical_density(small_phantom, 
     for side in checked:
         assert seen[side] is not None
         assert seen[side] == res.sides[side].measurement.cortical_density_hu
+        assert blur[side] is not None
+        assert blur[side] == res.sides[side].measurement.scan_blur_mm
+        assert res.sides[side].measurement.to_dict()["scan_blur_mm"] is not None

@@ -299,15 +299,15 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                     in_place_of_mask[side] = exc.message
             return m, isthmus_slices(ct, m, mask)
 
-        def timed_corridor(side: str, density: Optional[float]):
+        def timed_corridor(side: str, scanner: tuple):
             t0 = time.perf_counter()
-            return (finder_corridor_measurement(ct, outcome, side, density),
+            return (finder_corridor_measurement(ct, outcome, side, *scanner),
                     time.perf_counter() - t0)
 
         # both sides run side by side (the measurement's work is numpy / SciPy / ITK, partly
         # outside the interpreter lock); the finder's check of a side starts once that side's
-        # own measurement has read the scan's cortical density, which the check reuses; no
-        # progress calls from workers
+        # own measurement has read the scan's cortical density and blur, which the check
+        # reuses; no progress calls from workers
         with ThreadPoolExecutor(MEASURE_WORKERS, thread_name_prefix="c2net-measure") as pool:
             measured = {side: pool.submit(measure_side, side) for side in SIDES}
             checks = {}
@@ -319,9 +319,10 @@ def _measure_classify_explain(result: Assessment, settings: DecisionSettings,
                     sa.error = exc.to_dict()
                     result.warnings.append(f"{side} pedicle not measured: {exc.message}")
                 if outcome is not None and side not in in_place_of_mask:
-                    density = (None if sa.measurement is None
-                               else sa.measurement.cortical_density_hu)
-                    checks[side] = pool.submit(timed_corridor, side, density)
+                    own = sa.measurement
+                    scanner = ((None, None) if own is None
+                               else (own.cortical_density_hu, own.scan_blur_mm))
+                    checks[side] = pool.submit(timed_corridor, side, scanner)
             corridors = {side: job.result()[0] for side, job in checks.items()}
         # which segmenter, and the finder's check
         apply_segmentation_check(result, corridors, in_place_of_mask)

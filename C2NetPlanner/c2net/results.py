@@ -53,6 +53,7 @@ class PedicleMeasurement:
     no_medullary_canal: bool = False  # solid (all-cortex) isthmus or canal < 1 mm: high risk
     axis_source: str = "mask"         # what seeded the axis: "mask" or "trajectory"
     cortical_density_hu: Optional[float] = None  # the scan's cortical density used by the edges
+    scan_blur_mm: Optional[float] = None  # the scan's reconstruction blur sigma fitted with it
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +74,7 @@ class PedicleMeasurement:
             "no_medullary_canal": bool(self.no_medullary_canal),
             "axis_source": self.axis_source,
             "cortical_density_hu": _r(self.cortical_density_hu, 1),
+            "scan_blur_mm": _r(self.scan_blur_mm),
             "profile": [{k: _r(v) for k, v in row.items()} for row in self.profile],
             "measurement_warnings": list(self.warnings),
         }

@@ -354,12 +354,13 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
 
 
 def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, side: str,
-                                cortical_density_hu: Optional[float] = None
+                                cortical_density_hu: Optional[float] = None,
+                                scan_blur_mm: Optional[float] = None
                                 ) -> Tuple[Optional[PedicleMeasurement], str]:
     """The check's own measurement of ``side`` (a U-Net side whose finder found a pedicle):
     the finder's answer measured along its corridor
     (:func:`c2net.pedicle_finder.check.measure_corridor`, with the U-Net mask's measured
-    ``cortical_density_hu`` when there is one). Returns ``(measurement or None, reason)``;
+    ``cortical_density_hu`` and ``scan_blur_mm`` when there are). Returns ``(measurement or None, reason)``;
     safe to run on a worker thread beside the main measurement."""
     from .errors import MeasurementError
     from .pedicle_finder.check import measure_corridor
@@ -369,7 +370,7 @@ def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, si
     if outcome.segmenter.get(side) != UNET or found is None:
         return None, reason
     try:
-        return measure_corridor(ct, found, cortical_density_hu), reason
+        return measure_corridor(ct, found, cortical_density_hu, scan_blur_mm), reason
     except MeasurementError as exc:
         return None, f"its corridor could not be measured: {exc.message}"
 

@@ -716,6 +716,7 @@ def _summarise(sw: _Sweep, side: str, spacing, source: str, progress) -> Tuple[P
         no_medullary_canal=no_canal,
         axis_source=source,
         cortical_density_hu=float(sw.cortex_hu) if np.isfinite(sw.cortex_hu) else None,
+        scan_blur_mm=float(sw.blur_k) if np.isfinite(sw.blur_k) else None,
     )
     tube = [secs[j] for j in range(len(secs)) if np.isfinite(widths[j])]
     # the reader reads the canal wherever it is enclosed: the tube's open-ringed sections with
