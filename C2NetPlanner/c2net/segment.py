@@ -57,7 +57,10 @@ MIN_PEDICLE_VOXELS = 15   # mm^3 at 1 mm; a C2 pedicle is several hundred
 #: slightly inside the true surface (the box-averaged profile is rounded at the rim): 0.45
 #: keeps the area within about 2 % on average over sub-voxel positions for radii 1.5-4 mm.
 SURFACE_PROBABILITY = 0.45
-BATCH = 4
+#: Slices per ONNX Runtime call: 16 of 96 x 96 run the 48-slice C2 box in 0.27-0.28 s on two
+#: threads against 0.33-0.36 s in batches of 4 (identical outputs); progress still reports
+#: three times per box.
+BATCH = 16
 
 
 def roi_size_mm(model: OnnxModel) -> Sequence[int]:
