@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--constructions", type=int, default=0, metavar="N",
                     help="run the issue-#13 construction sweep (N analytic tubes per group) instead")
+    ap.add_argument("--values", action="store_true",
+                    help="also print each side's MPD, inner, transverse widths and isthmus centre "
+                         "(to compare two versions side by side)")
     args = ap.parse_args()
     if args.constructions:
         constructions(args.constructions, args.seed)
@@ -134,6 +137,11 @@ def main() -> None:
             secs.append((time.perf_counter() - t0) / 2)
             for side in ("left", "right"):
                 t, m = ph.truth["sides"][side], res[side]
+                if args.values:
+                    c = m.isthmus_center_lps_mm
+                    print(f"   {g} {i} {side:<5} mpd {m.mpd_mm:.4f} inner {m.inner_width_mm:.4f} "
+                          f"tr_in {m.inner_width_transverse_mm:.4f} tr_out {m.outer_width_transverse_mm:.4f} "
+                          f"ctr {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}")
                 e = m.mpd_mm - t["mpd_mm"]
                 errs.append(e)
                 truths.append(float(t["mpd_mm"]))

@@ -113,7 +113,46 @@ def _last_crossing_before(p: np.ndarray, stop: np.ndarray, thr: np.ndarray, radi
 
 def find_peaks(p: np.ndarray, soft_hu: float, min_peak_hu: float = -np.inf) -> Tuple[np.ndarray, np.ndarray]:
     """(index of the first significant peak or -1, its value) per ray of smoothed profiles;
-    a peak must reach ``min_peak_hu``."""
+    a peak must reach ``min_peak_hu``. ``soft_hu``: one level, or one per ray.
+
+    Walking outward, the running maximum is the candidate (its first index); the first peak
+    is the candidate at the first step that falls at least ``need`` below it. Within a run of
+    steps under one candidate the least value so far falls below ``cand - need`` first at a
+    step whose own value does, so the walk is a running maximum and one comparison per
+    sample, all rays and samples at once (the same answer as the step-by-step walk,
+    :func:`_find_peaks_walk`, which NaN profiles still take)."""
+    n, S = p.shape
+    if n == 0 or S < 2 or np.isnan(p).any():
+        return _find_peaks_walk(p, soft_hu, min_peak_hu)
+    # samples along the first axis (contiguous rows of all rays: one vector op per step)
+    q = np.ascontiguousarray(p.T)
+    soft = np.asarray(soft_hu, float)
+    cand = np.empty_like(q)                                  # the candidate's value at each step
+    cand[0] = q[0]
+    for j in range(1, S):
+        np.maximum(cand[j - 1], q[j], out=cand[j])
+    # (in place: temporaries of this size cost more in fresh pages than in arithmetic)
+    rise = np.subtract(cand, soft)
+    hit = rise >= MIN_BONE_CONTRAST_HU
+    hit &= cand >= min_peak_hu
+    need = np.multiply(rise, PEAK_DROP_FRACTION, out=rise)
+    np.maximum(need, MIN_DROP_HU, out=need)
+    drop = np.subtract(cand, q)
+    hit &= drop >= need
+    hit[1:] &= q[1:] <= cand[:-1]                            # not a step up to a new candidate
+    hit[0] = False
+    has = hit.any(axis=0)
+    first = np.argmax(hit, axis=0)
+    cols = np.arange(n)
+    top = cand[first, cols]
+    # the candidate is the first sample that reached the running maximum
+    peak = np.where(has, np.argmax(q == top[None, :], axis=0), -1)
+    val = np.where(peak >= 0, p[cols, np.maximum(peak, 0)], np.nan)
+    return peak, val
+
+
+def _find_peaks_walk(p: np.ndarray, soft_hu: float, min_peak_hu: float = -np.inf) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`find_peaks` step by step along the rays (the reference walk)."""
     n, S = p.shape
     cand_val = p[:, 0].copy()
     cand_idx = np.zeros(n, dtype=int)
@@ -148,14 +187,22 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     step = float(radii[1] - radii[0])
     rows = np.arange(n)
     ps = ndimage.uniform_filter1d(prof, 3, axis=1, mode="nearest")
-    peak, pval = (np.full(n, -1), np.full(n, np.nan)) if min_peak_hu is not None else find_peaks(ps, soft_hu)
+    given = min_peak_hu is not None
+    peak, pval = (np.full(n, -1), np.full(n, np.nan)) if given else find_peaks(ps, soft_hu)
     # a cortical peak reaches a good share of the cortical peaks this scan shows: a bump of
     # dense trabeculae in a fatty canal drops far towards soft tissue too, but is no cortex
-    if min_peak_hu is None and (peak >= 0).sum() >= 10:
+    if not given and (peak >= 0).sum() >= 10:
         top = np.sort(pval[peak >= 0])
         typical = float(np.median(top[top.size // 2:]))
         min_peak_hu = soft_hu + PEAK_LEVEL_FRACTION * (typical - soft_hu)
-    if min_peak_hu is not None:
+        # with a least peak the walk ends at the same peak where that peak reaches it, and
+        # finds none where it found none without one: only the rays whose first peak is
+        # too low walk on
+        redo = np.nonzero((peak >= 0) & ~(pval >= min_peak_hu))[0]
+        if redo.size:
+            soft_r = soft_hu[redo] if np.ndim(soft_hu) else soft_hu
+            peak[redo], pval[redo] = find_peaks(ps[redo], soft_r, min_peak_hu)
+    elif given:
         peak, pval = find_peaks(ps, soft_hu, min_peak_hu)
     found = peak >= 0
     pk = np.maximum(peak, 0)
@@ -462,6 +509,9 @@ class GridKernel:
 
     def __init__(self, widths: np.ndarray, sigma_k: float, which: np.ndarray, cos_a: np.ndarray = None):
         w = np.asarray(widths, float).reshape(-1, 3)
+        # opposite rays span the same widths (but for the last bits of their directions'
+        # cosines): each distinct direction's kernel once (widths to 1e-9 mm)
+        w, inv = np.unique(np.round(w, 9), axis=0, return_inverse=True)
         N, dx = KERNEL_POINTS, KERNEL_STEP_MM
         k = 2 * np.pi * np.fft.fftfreq(N, dx)
         cf = np.exp(-0.5 * (float(sigma_k) * k) ** 2)[None, :] * \
@@ -472,7 +522,7 @@ class GridKernel:
         cdf = np.cumsum(pdf, axis=1) * dx - 0.5 * pdf * dx    # CDF at the grid points
         self.x0 = -(N // 2) * dx
         self.pdf, self.cdf = pdf.reshape(-1), np.clip(cdf, 0.0, 1.0).reshape(-1)
-        self.base = np.asarray(which, int) * N
+        self.base = inv.reshape(-1)[np.asarray(which, int)] * N
         self.cos = np.ones(len(self.base)) if cos_a is None else np.asarray(cos_a, float)
 
     def __call__(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -489,7 +539,7 @@ class GridKernel:
 
 def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                      bg: np.ndarray, init: np.ndarray, free=(True, True, True, True, True),
-                     n_iter: int = 25, kernel: "GridKernel" = None) -> Tuple[np.ndarray, np.ndarray]:
+                     n_iter: int = 25, kernel: GridKernel = None) -> Tuple[np.ndarray, np.ndarray]:
     """Least-squares fit, per ray, of the blurred step-cortex profile
 
         f(r) = B + (K - B) Phi((r_o - r) / s) + (C - K) Phi((r_i - r) / s)
@@ -509,24 +559,27 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
     lam = np.full(n, 1e-2)
 
     def model(t):
+        """The model's profile and its parts: (xo, xi) and the edge-spread values there
+        (Phi, or the kernel's CDF and PDF), which the Jacobian at ``t`` reuses."""
         C, ri, ro, K, sg = (t[:, q:q + 1] for q in range(5))
         if kernel is not None:
             xo, xi = ro - r, ri - r
-            return bg[:, None] + (K - bg[:, None]) * kernel(xo)[0] + (C - K) * kernel(xi)[0], (xo, xi)
+            (Po, po), (Pi, pi) = kernel(xo), kernel(xi)
+            return bg[:, None] + (K - bg[:, None]) * Po + (C - K) * Pi, [xo, xi, Po, Pi, po, pi]
         xo, xi = (ro - r) / sg, (ri - r) / sg
-        return bg[:, None] + (K - bg[:, None]) * _Phi(xo) + (C - K) * _Phi(xi), (xo, xi)
+        Po, Pi = _Phi(xo), _Phi(xi)
+        return bg[:, None] + (K - bg[:, None]) * Po + (C - K) * Pi, [xo, xi, Po, Pi]
 
-    f, (xo, xi) = model(th)
+    f, parts = model(th)
     cost = np.sum(w * (prof - f) ** 2, axis=1)
     for _ in range(n_iter):
         C, ri, ro, K, sg = (th[:, q:q + 1] for q in range(5))
         if kernel is not None:
-            Po, po = kernel(xo)
-            Pi, pi = kernel(xi)
+            xo, xi, Po, Pi, po, pi = parts
             J = np.stack([Pi, (C - K) * pi, (K - bg[:, None]) * po, Po - Pi, np.zeros_like(po)], axis=2)
         else:
+            xo, xi, Po, Pi = parts
             po, pi = _phi(xo), _phi(xi)
-            Po, Pi = _Phi(xo), _Phi(xi)
             J = np.stack([Pi, (C - K) * pi / sg, (K - bg[:, None]) * po / sg, Po - Pi,
                           -((K - bg[:, None]) * po * xo + (C - K) * pi * xi) / sg], axis=2)   # (n, S, 5)
         J[:, :, fixed] = 0.0
@@ -539,12 +592,14 @@ def fit_cortex_model(prof: np.ndarray, radii: np.ndarray, lo: np.ndarray, hi: np
         step = np.linalg.solve(A, Jtr[:, :, None])[:, :, 0]
         new = th + step
         new[:, 4] = np.clip(new[:, 4], 0.05, 3.0)
-        f2, (xo2, xi2) = model(new)
+        f2, parts2 = model(new)
         c2 = np.sum(w * (prof - f2) ** 2, axis=1)
         better = c2 < cost
         th[better] = new[better]
         cost[better] = c2[better]
-        f[better], xo[better], xi[better] = f2[better], xo2[better], xi2[better]
+        f[better] = f2[better]
+        for a, b in zip(parts, parts2):
+            a[better] = b[better]
         lam = np.where(better, lam * 0.3, lam * 10.0)
     rms = np.sqrt(cost / np.maximum(w.sum(axis=1), 1))
     return th, rms

@@ -436,11 +436,12 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf, dia
         r_in = np.where(dip, e.r_in[sl], np.where(found, r_out, np.nan))
         r_in_half = np.where(dip, e.r_in_half[sl], np.where(found, r_out_half, np.nan))
     closed = frac >= MIN_FOUND_FRACTION
-    out = []
+    filled = []
     for r in (r_out, r_in, r_out_half, r_in_half):
         rf, ok = _w.fill_gaps(r)
         closed &= ok
-        out.append(_w.smooth_circular(rf))
+        filled.append(rf)
+    out = _w.smooth_circular(np.stack(filled))   # the four rings at once (each on its own)
     sec = Section(t_mm=t, center=np.asarray(c, float), closed=bool(closed), solid=solid,
                   r_out=out[0], r_in=np.minimum(out[1], out[0]), r_out_half=out[2],
                   r_in_half=np.minimum(out[3], out[2]))

@@ -74,13 +74,17 @@ def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.nda
     img = crop.image
     c_idx = geometry.lps_to_index(img, planes[first])                           # (P, 3) ijk
     d_idx = geometry.lps_to_index(img, dirs3 + np.asarray(img.GetOrigin())) # (R, 3) per mm
-    kji = (c_idx[:, None, None, ::-1] + RADII[None, None, :, None] * d_idx[None, :, None, ::-1])
-    vals = ndimage.map_coordinates(crop.array, kji.reshape(-1, 3).T, order=1, mode="constant",
+    # (index axis, plane, ray, radius), built contiguous in the k, j, i order map_coordinates
+    # reads (the same sums, c + r d, as one (points, 3) array transposed, without its copy)
+    kji = np.empty((3, len(first), N_RAYS, len(RADII)))
+    for a, col in enumerate((2, 1, 0)):
+        np.add(c_idx[:, None, None, col], RADII[None, None, :] * d_idx[None, :, None, col], out=kji[a])
+    vals = ndimage.map_coordinates(crop.array, kji.reshape(3, -1), order=1, mode="constant",
                                    cval=-1000.0).reshape(len(first), N_RAYS, len(RADII))   # (P, R, S)
-    acc = vals[inv.reshape(-1)].reshape(len(centers), SLAB_SAMPLES, N_RAYS, len(RADII))
-    out = np.zeros((len(centers), N_RAYS, len(RADII)))
-    for q in range(SLAB_SAMPLES):   # the same summation order as one plane at a time
-        out += acc[:, q]
+    inv = inv.reshape(len(centers), SLAB_SAMPLES)
+    out = vals[inv[:, 0]].astype(np.float64)   # float32 samples summed in float64
+    for q in range(1, SLAB_SAMPLES):   # the same summation order as one plane at a time
+        out += vals[inv[:, q]]
     return out / SLAB_SAMPLES
 
 

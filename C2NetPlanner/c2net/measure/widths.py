@@ -35,6 +35,8 @@ def fill_gaps(r: np.ndarray) -> Tuple[np.ndarray, bool]:
     """Circular linear interpolation over NaN runs up to MAX_GAP_DEG; (r, closed)."""
     n = r.size
     ok = np.isfinite(r)
+    if ok.all() and n >= 3:
+        return r.astype(float), True     # nothing to fill (interpolation at the rays themselves)
     if ok.sum() < 3:
         return r.copy(), False
     step = 360.0 / n
@@ -53,18 +55,24 @@ def fill_gaps(r: np.ndarray) -> Tuple[np.ndarray, bool]:
 
 
 def smooth_circular(r: np.ndarray, half: int = 2) -> np.ndarray:
-    """Median over 2*half+1 neighbouring rays, then a 3-ray mean (circular; NaN-aware)."""
-    n = r.size
+    """Median over 2*half+1 neighbouring rays, then a 3-ray mean (circular; NaN-aware).
+    ``r`` (n,) or several rings at once (m, n): each row as on its own."""
+    r = np.asarray(r)
+    n = r.shape[-1]
     idx = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
-    win = r[idx]
-    # np.median where no ray is missing (the same value, ~10x faster than nanmedian)
-    med = np.median(win, axis=1) if np.isfinite(r).all() else nanmedian_rows(win)
-    med = np.where(np.isfinite(r), med, np.nan)
+    win = r[..., idx]
+    fin_r = np.isfinite(r)
+    if fin_r.all():
+        # np.median where no ray is missing (the same value, ~10x faster than nanmedian)
+        med = np.median(win, axis=-1)
+    else:
+        med = nanmedian_rows(win.reshape(-1, win.shape[-1])).reshape(r.shape)
+    med = np.where(fin_r, med, np.nan)
     idx3 = (np.arange(n)[:, None] + np.arange(-1, 2)[None, :]) % n
-    w3 = med[idx3]
+    w3 = med[..., idx3]
     fin = np.isfinite(w3)
-    cnt = fin.sum(axis=1)
-    mean3 = np.where(cnt > 0, np.where(fin, w3, 0.0).sum(axis=1) / np.maximum(cnt, 1), np.nan)
+    cnt = fin.sum(axis=-1)
+    mean3 = np.where(cnt > 0, np.where(fin, w3, 0.0).sum(axis=-1) / np.maximum(cnt, 1), np.nan)
     return np.where(np.isfinite(med), mean3, np.nan)
 
 
