@@ -147,3 +147,18 @@ def test_a_ring_without_gaps_is_returned_as_it_is():
     r[[5, 6, 40]] = np.nan
     out, closed = widths.fill_gaps(r)
     assert closed and np.isfinite(out).all() and out[5] > 0
+
+
+def test_edges_at_another_density_reuse_the_half_way_edges():
+    rng = np.random.default_rng(19)
+    r = RADII[None, :]
+    n = 72 * 4
+    wall = rng.uniform(2.0, 4.0, (n, 1))
+    prof = np.where(r < wall, 250.0, np.where(r < wall + 0.6, 1100.0, 20.0)) + rng.normal(0.0, 30.0, (n, len(RADII)))
+    e0 = edges.ray_edges(prof, RADII, 0.0, 72, np.inf)
+    for k in (900.0, 1400.0):
+        a = edges.ray_edges(prof, RADII, 0.0, 72, k, like=e0)
+        b = edges.ray_edges(prof, RADII, 0.0, 72, k)
+        assert np.isfinite(a.r_out).sum() > n // 2
+        for name in ("found", "dip", "r_out_half", "r_in_half", "r_out", "r_in", "plateau_hu", "r_in_rise"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name

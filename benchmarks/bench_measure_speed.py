@@ -35,6 +35,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("phantom", type=Path)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--assess", type=int, default=0, metavar="N",
+                    help="also run c2net.assess.assess on the phantom N times (models from "
+                         "--model-dir) and print the median of its 'measure' stage and wall time")
+    ap.add_argument("--model-dir", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     args = ap.parse_args()
     from c2net.measure import measure_pedicle
 
@@ -70,6 +74,22 @@ def main() -> int:
           + " ".join(f"{t:.3f}" for t in t_both))
     for s in ("left", "right"):
         print(f"   {s:<5} {values(res[s])}")
+    if args.assess:
+        import tempfile
+
+        from c2net.assess import assess
+        stage, wall = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            assess(str(ct_path), tmp, overwrite=True, model_dir=args.model_dir)   # warm-up
+            for _ in range(args.assess):
+                t0 = time.perf_counter()
+                r = assess(str(ct_path), tmp, overwrite=True, model_dir=args.model_dir)
+                wall.append(time.perf_counter() - t0)
+                stage.append(r.timings_s["measure"])
+        print(f"assess(): measure stage median {np.median(stage):.3f} s  runs "
+              + " ".join(f"{t:.3f}" for t in stage) + f"; assess() wall median {np.median(wall):.3f} s")
+        for s in ("left", "right"):
+            print(f"   {s:<5} {values(r.sides[s].measurement)}")
     return 0
 
 

@@ -22,7 +22,7 @@ Per ray (from the section centre outward), as a careful reader does on an obliqu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Tuple
 
 import numpy as np
@@ -70,6 +70,8 @@ class RayEdges:
     r_in_rise: np.ndarray = None
     #: the least cortical peak (HU) these edges were found with (None: no level)
     min_peak_hu: float = None
+    #: the density-free part (``_half_way_edges``), for edges of the same profiles at another density
+    _half: dict = field(default=None, repr=False)
 
 
 def soft_tissue_level(profiles: np.ndarray) -> float:
@@ -178,11 +180,73 @@ def _find_peaks_walk(p: np.ndarray, soft_hu: float, min_peak_hu: float = -np.inf
 
 
 def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
-              cortex_hu: float = None, min_peak_hu: float = None) -> RayEdges:
+              cortex_hu: float = None, min_peak_hu: float = None, like: RayEdges = None) -> RayEdges:
     """Edges of flattened profiles ``prof`` ((n_sections * n_rays, S); rays of one section
     consecutive). ``cortex_hu``: the scan's cortical density (estimated when None).
     ``min_peak_hu``: the least cortical peak (default: ``PEAK_LEVEL_FRACTION`` of the way
-    from soft tissue to the typical peak of these profiles)."""
+    from soft tissue to the typical peak of these profiles). ``like``: the edges of the same
+    profiles with the same ``soft_hu`` and ``min_peak_hu`` for another density: the peaks,
+    levels and half-way edges (which do not depend on the density) are taken from them."""
+    n, S = prof.shape
+    step = float(radii[1] - radii[0])
+    if like is not None and like._half is not None:
+        h = like._half
+    else:
+        h = _half_way_edges(prof, radii, soft_hu, n_rays, min_peak_hu)
+    ps, found, dip, pval, bmin, bmin_idx = h["ps"], h["found"], h["dip"], h["pval"], h["bmin"], h["bmin_idx"]
+    r_out_half, r_in_half, sec_plateau = h["r_out_half"], h["r_in_half"], h["sec_plateau"]
+    r_peak, min_peak_hu = h["r_peak"], h["min_peak_hu"]
+
+    if cortex_hu is None:
+        prov = RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
+                        r_out_half=r_out_half, r_in_half=r_in_half, r_out=r_out_half, r_in=r_in_half)
+        cortex_hu = scan_blur_and_density(prof, radii, prov)[1]
+        if not np.isfinite(cortex_hu):
+            cortex_hu = cortical_density(pval[found])
+    # blur-corrected edges from the profile moments (rays with a canal)
+    r_out = r_out_half.copy()
+    r_in = r_in_half.copy()
+    idx = np.nonzero(dip)[0]
+    if idx.size and np.isfinite(cortex_hu):
+        a = np.maximum(0.0, r_in_half[idx] - MOMENT_INSIDE_MM)
+        rb = radii[bmin_idx[idx]]
+        b = np.clip(rb, r_out_half[idx] + MOMENT_OUTSIDE_MIN_MM, r_out_half[idx] + MOMENT_OUTSIDE_MAX_MM)
+        ia = np.clip(np.round(a / step).astype(int), 0, S - 1)
+        ib = np.clip(np.round(b / step).astype(int), 0, S - 1)
+        P = prof[idx].astype(np.float64)
+        sm = ps[idx]
+        sub = np.arange(len(idx))
+        bg = sm[sub, ib]
+        inner_level = sm[sub, ia]
+        k = np.maximum(cortex_hu, pval[idx])
+        A, B = inner_level - bg, k - bg
+        m0 = _trap_moment(P, bg, ia, ib, np.ones_like(radii), step)
+        m1 = _trap_moment(P, bg, ia, ib, radii, step)
+        ro, ri = edges_from_moments_v(m0, m1, radii[ia], A, B)
+        # accept only a solution consistent with the image: inside the window, and within
+        # the blur-scale neighbourhood of the half-way edges
+        with np.errstate(invalid="ignore"):
+            acc = (np.isfinite(ro) & np.isfinite(ri) & (radii[ia] < ri) & (ri < ro) & (ro < radii[ib])
+                   & (np.abs(ro - r_out_half[idx]) < 1.5) & (np.abs(ri - r_in_half[idx]) < 1.5))
+        r_out[idx[acc]] = ro[acc]
+        r_in[idx[acc]] = ri[acc]
+    # rays with no outer edge: the canal still ends where the ray first rises out of it -
+    # the first peak that stands above the section's medullary plateau as a significant peak
+    # stands above soft tissue (the same drop rule, measured from the plateau); its half-way
+    # crossing back towards the plateau is the canal's edge, as on every other ray
+    r_in_rise = h["r_in_rise"]
+    return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
+                    r_out_half=np.where(found, r_out_half, np.nan),
+                    r_in_half=np.where(dip, r_in_half, np.nan),
+                    r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan),
+                    plateau_hu=np.repeat(sec_plateau, n_rays), r_in_rise=r_in_rise, min_peak_hu=min_peak_hu,
+                    _half=h)
+
+
+def _half_way_edges(prof, radii, soft_hu, n_rays, min_peak_hu) -> dict:
+    """The part of :func:`ray_edges` that does not depend on the cortical density: peaks,
+    levels, half-way edges, the sections' plateaus and the canal's rise on rays without an
+    outer edge."""
     n, S = prof.shape
     step = float(radii[1] - radii[0])
     rows = np.arange(n)
@@ -228,44 +292,6 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
     r_in_half = np.where(dip, _last_crossing_before(ps, pk, thr_in, radii), np.nan)
     dip &= np.isfinite(r_in_half)
     r_peak = radii[pk]
-
-    if cortex_hu is None:
-        prov = RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
-                        r_out_half=r_out_half, r_in_half=r_in_half, r_out=r_out_half, r_in=r_in_half)
-        cortex_hu = scan_blur_and_density(prof, radii, prov)[1]
-        if not np.isfinite(cortex_hu):
-            cortex_hu = cortical_density(pval[found])
-    # blur-corrected edges from the profile moments (rays with a canal)
-    r_out = r_out_half.copy()
-    r_in = r_in_half.copy()
-    idx = np.nonzero(dip)[0]
-    if idx.size and np.isfinite(cortex_hu):
-        a = np.maximum(0.0, r_in_half[idx] - MOMENT_INSIDE_MM)
-        rb = radii[bmin_idx[idx]]
-        b = np.clip(rb, r_out_half[idx] + MOMENT_OUTSIDE_MIN_MM, r_out_half[idx] + MOMENT_OUTSIDE_MAX_MM)
-        ia = np.clip(np.round(a / step).astype(int), 0, S - 1)
-        ib = np.clip(np.round(b / step).astype(int), 0, S - 1)
-        P = prof[idx].astype(np.float64)
-        sm = ps[idx]
-        sub = np.arange(len(idx))
-        bg = sm[sub, ib]
-        inner_level = sm[sub, ia]
-        k = np.maximum(cortex_hu, pval[idx])
-        A, B = inner_level - bg, k - bg
-        m0 = _trap_moment(P, bg, ia, ib, np.ones_like(radii), step)
-        m1 = _trap_moment(P, bg, ia, ib, radii, step)
-        ro, ri = edges_from_moments_v(m0, m1, radii[ia], A, B)
-        # accept only a solution consistent with the image: inside the window, and within
-        # the blur-scale neighbourhood of the half-way edges
-        with np.errstate(invalid="ignore"):
-            acc = (np.isfinite(ro) & np.isfinite(ri) & (radii[ia] < ri) & (ri < ro) & (ro < radii[ib])
-                   & (np.abs(ro - r_out_half[idx]) < 1.5) & (np.abs(ri - r_in_half[idx]) < 1.5))
-        r_out[idx[acc]] = ro[acc]
-        r_in[idx[acc]] = ri[acc]
-    # rays with no outer edge: the canal still ends where the ray first rises out of it -
-    # the first peak that stands above the section's medullary plateau as a significant peak
-    # stands above soft tissue (the same drop rule, measured from the plateau); its half-way
-    # crossing back towards the plateau is the canal's edge, as on every other ray
     r_in_rise = np.full(n, np.nan)
     lost = np.nonzero(~found & np.isfinite(plateau))[0]
     if lost.size:
@@ -275,11 +301,9 @@ def ray_edges(prof: np.ndarray, radii: np.ndarray, soft_hu: float, n_rays: int,
             sub = lost[ok2]
             thr2 = 0.5 * (pv2[ok2] + plateau[sub])
             r_in_rise[sub] = _last_crossing_before(ps[sub], pk2[ok2], thr2, radii)
-    return RayEdges(found=found, dip=dip, peak_hu=pval, outside_hu=bmin, r_peak=r_peak,
-                    r_out_half=np.where(found, r_out_half, np.nan),
-                    r_in_half=np.where(dip, r_in_half, np.nan),
-                    r_out=np.where(found, r_out, np.nan), r_in=np.where(dip, r_in, np.nan),
-                    plateau_hu=np.repeat(sec_plateau, n_rays), r_in_rise=r_in_rise, min_peak_hu=min_peak_hu)
+    return dict(ps=ps, found=found, dip=dip, pval=pval, bmin=bmin, bmin_idx=bmin_idx,
+                r_out_half=r_out_half, r_in_half=r_in_half, plateau=plateau, sec_plateau=sec_plateau,
+                r_peak=r_peak, min_peak_hu=min_peak_hu, r_in_rise=r_in_rise)
 
 
 #: Passes that re-read the canal's plateau from the inner half of its own rays' canal.

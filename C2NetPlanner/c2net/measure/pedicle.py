@@ -306,6 +306,7 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
     if soft_hu is None:
         soft_hu = _edges.soft_tissue_level(prof)
     flat = prof.reshape(-1, prof.shape[-1])
+    e0 = None
     if cortex_hu is None:
         e0 = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, np.inf)   # edges without moments
         # the scan's point-spread function along each ray: the voxel grid's part is known
@@ -316,7 +317,8 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
                                                          n_rays=N_RAYS, grid_w=_edges.grid_widths(d, sp, dirs3))
         if not np.isfinite(cortex_hu):
             cortex_hu = _edges.cortical_density(e0.peak_hu[e0.found])
-    e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu)
+    # (the peaks and half-way edges of the density fit's edges serve again: same profiles)
+    e = _edges.ray_edges(flat, RADII, soft_hu, N_RAYS, cortex_hu, like=e0)
     # a cortical bar is closer to the cortical density than to the scan's cancellous bone
     canc = e.plateau_hu[e.dip]
     canc = float(np.median(canc[np.isfinite(canc)])) if np.isfinite(canc).any() else float(soft_hu)
