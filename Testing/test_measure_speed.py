@@ -162,3 +162,35 @@ def test_edges_at_another_density_reuse_the_half_way_edges():
         assert np.isfinite(a.r_out).sum() > n // 2
         for name in ("found", "dip", "r_out_half", "r_in_half", "r_out", "r_in", "plateau_hu", "r_in_rise"):
             assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
+def test_a_sweeps_sections_are_those_made_one_at_a_time():
+    from analytic_shapes import make_tube, tube_ct
+    from c2net.measure import pedicle as ped
+    from c2net.measure.axis import crop_to_mask, mask_points, pedicle_axis_from_mask
+    from c2net.measure.sampling import local_ct
+
+    tube = make_tube("left", mpd_mm=5.0, height_mm=7.0, cortex_mm=0.8)
+    ct, mask = tube_ct(tube, spacing=(0.5, 0.5, 0.5), seed=3, blur_mm=0.4, noise_hu=20.0)
+    pts = mask_points(crop_to_mask(mask), "left", ct)
+    axis, centroid = pedicle_axis_from_mask(pts, "left")
+    t = np.arange(-4.0, 4.01, 0.5)
+    centres = centroid + np.outer(t, axis)
+    crop = local_ct(ct, centres, margin_mm=RADII[-1] + 6.0)
+    sw = ped._sweep(crop, axis, centres, t)
+    assert sum(s.closed for s in sw.sections) >= 5 and np.isfinite(sw.blur_k) and np.isfinite(sw.cortex_hu)
+    u, v = section_basis(axis)
+    prof = ray_profiles(crop, centres, axis, u, v).reshape(-1, len(RADII))
+    e = edges.ray_edges(prof, RADII, sw.soft_hu, len(DIRS2), sw.cortex_hu)
+    canc = e.plateau_hu[e.dip]
+    canc = float(np.median(canc[np.isfinite(canc)]))
+    gv = edges.grid_variance(np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing()),
+                             DIRS2[:, 0:1] * u + DIRS2[:, 1:2] * v)
+    for n, s in enumerate(sw.sections):
+        sl = slice(n * len(DIRS2), (n + 1) * len(DIRS2))
+        one = ped._section(float(t[n]), centres[n], e, sl, prof[sl], sw.cortex_hu, 0.5 * (canc + sw.cortex_hu),
+                           (gv + sw.blur_k ** 2, canc))
+        assert one.closed == s.closed and one.solid == s.solid
+        for name in ("r_out", "r_in", "r_out_half", "r_in_half", "r_in_canal"):
+            assert np.array_equal(getattr(one, name), getattr(s, name), equal_nan=True), name
+        assert np.array_equal(one.width, s.width, equal_nan=True)

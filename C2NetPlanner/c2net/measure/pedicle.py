@@ -330,10 +330,15 @@ def _sweep(crop, axis, centres: np.ndarray, t_grid: np.ndarray, soft_hu=None, co
         gv = _edges.grid_variance(np.asarray(crop.image.GetDirection()), np.asarray(crop.image.GetSpacing()),
                                   dirs3)
         diameter = (gv + float(blur_k) ** 2, canc)
-    sections = []
+    parts = []
     for n, (t, c) in enumerate(zip(t_grid, centres)):
         sl = slice(n * N_RAYS, (n + 1) * N_RAYS)
-        sec = _section(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu, diameter)
+        parts.append(_section_rings(float(t), c, e, sl, flat[sl], cortex_hu, dense_hu, diameter))
+    # the rings of all sections smoothed at once (each ring as on its own)
+    smooth = _w.smooth_circular(np.concatenate([rings for rings, _ in parts])) if parts else None
+    sections = []
+    for n, (_, finish) in enumerate(parts):
+        sec = finish(smooth[4 * n:4 * n + 4])
         sec.axis, sec.u, sec.v = axis, u, v
         sections.append(sec)
     return _Sweep(sections, axis, u, v, soft_hu, cortex_hu, crop, e.min_peak_hu, float(blur_k))
@@ -405,6 +410,14 @@ def _diameter_edges(prof, found, dip, r_half, r_in_half, outside, cortex_hu, can
 
 
 def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf, diameter=None) -> Section:
+    rings, finish = _section_rings(t, c, e, sl, prof, cortex_hu, dense_hu, diameter)
+    return finish(_w.smooth_circular(rings))
+
+
+def _section_rings(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf, diameter=None):
+    """One section's four rings (outer, inner, half-way outer and inner; gaps filled), and the
+    function that makes the :class:`Section` from them once smoothed (a sweep smooths the rings
+    of all its sections at once: each ring as on its own)."""
     found = e.found[sl]
     dip = e.dip[sl]
     frac = found.mean()
@@ -443,20 +456,23 @@ def _section(t, c, e: _edges.RayEdges, sl, prof, cortex_hu, dense_hu=np.inf, dia
         rf, ok = _w.fill_gaps(r)
         closed &= ok
         filled.append(rf)
-    out = _w.smooth_circular(np.stack(filled))   # the four rings at once (each on its own)
-    sec = Section(t_mm=t, center=np.asarray(c, float), closed=bool(closed), solid=solid,
-                  r_out=out[0], r_in=np.minimum(out[1], out[0]), r_out_half=out[2],
-                  r_in_half=np.minimum(out[3], out[2]))
-    sec.r_in_canal, sec.canal_closed = sec.r_in_half, bool(closed and not solid)
-    if not closed and not solid and e.r_in_rise is not None and dip.sum() >= 3:
-        # the canal of an open ring: its edge from the rise out of it where no wall was found
-        rc = np.where(dip, e.r_in_half[sl], np.where(found, e.r_out_half[sl], e.r_in_rise[sl]))
-        rcf, ok = _w.fill_gaps(rc)
-        if ok:
-            sec.r_in_canal, sec.canal_closed = _w.smooth_circular(rcf), True
-    if sec.closed:
-        sec.width = _w.min_caliper(sec.outer_pts)[0]
-    return sec
+
+    def finish(out: np.ndarray) -> Section:
+        sec = Section(t_mm=t, center=np.asarray(c, float), closed=bool(closed), solid=solid,
+                      r_out=out[0], r_in=np.minimum(out[1], out[0]), r_out_half=out[2],
+                      r_in_half=np.minimum(out[3], out[2]))
+        sec.r_in_canal, sec.canal_closed = sec.r_in_half, bool(closed and not solid)
+        if not closed and not solid and e.r_in_rise is not None and dip.sum() >= 3:
+            # the canal of an open ring: its edge from the rise out of it where no wall was found
+            rc = np.where(dip, e.r_in_half[sl], np.where(found, e.r_out_half[sl], e.r_in_rise[sl]))
+            rcf, ok = _w.fill_gaps(rc)
+            if ok:
+                sec.r_in_canal, sec.canal_closed = _w.smooth_circular(rcf), True
+        if sec.closed:
+            sec.width = _w.min_caliper(sec.outer_pts)[0]
+        return sec
+
+    return np.stack(filled), finish
 
 
 def _solid_edges(prof, found, r_half, outside, peak, cortex_hu, dense_hu) -> np.ndarray:
