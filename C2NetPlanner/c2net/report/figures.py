@@ -340,9 +340,14 @@ def render_view(view: PlaneView, scale: int = VIEW_SCALE) -> Image.Image:
         normal = np.array([-along[1], along[0]]) * 9
         for p in (p0, p1):
             d.line([tuple(p - normal), tuple(p + normal)], fill=colour, width=4)
-        # the value goes in the bottom-left corner, clear of the anatomy around the line
-        label = f"MPD {view.mpd_mm:.2f} mm" + ("" if view.mpd_in_plane else " (projected)")
-        _label(d, (14, TITLE_PX + h - 14), label, VIEW_FONT_PX - 2, fill=colour, anchor="lb")
+        # the value goes in the bottom-left corner, clear of the anatomy around the line and
+        # of the bottom edge's direction letter ("(projected)" on a line of its own above it)
+        size = VIEW_FONT_PX - 2
+        _label(d, (14, TITLE_PX + h - 14), f"MPD {view.mpd_mm:.2f} mm", size, fill=colour,
+               anchor="lb")
+        if not view.mpd_in_plane:
+            _label(d, (14, TITLE_PX + h - 14 - int(1.6 * size)), "(projected)", size,
+                   fill=colour, anchor="lb")
     # scale bar: 5 mm
     bar = 5.0 / view.px_mm * k
     x1, y = w - 22, TITLE_PX + h - 20
