@@ -363,8 +363,8 @@ def finder_corridor_measurement(ct: sitk.Image, outcome: SegmentationOutcome, si
     """The check's own measurement of ``side`` (a U-Net side whose finder found a pedicle):
     the finder's answer measured along its corridor
     (:func:`c2net.pedicle_finder.check.measure_corridor`, with the U-Net mask's measured
-    ``cortical_density_hu`` and ``scan_blur_mm`` when there are). Returns ``(measurement or None, reason)``;
-    safe to run on a worker thread beside the main measurement."""
+    ``cortical_density_hu`` and ``scan_blur_mm`` when there are). Returns ``(measurement or
+    None, reason)``; safe to run on a worker thread beside the main measurement."""
     from .errors import MeasurementError
     from .pedicle_finder.check import measure_corridor
 
@@ -390,15 +390,14 @@ def finder_corridor_in_place_of_mask(ct: sitk.Image, outcome: Optional[Segmentat
     thread."""
     from .errors import MeasurementError
     from .measure import measure_trajectory
+    from .pedicle_finder.check import corridor_ends
     from .pedicle_finder.tube import MASK_HALF_LENGTH_MM
 
     found = None if outcome is None else outcome.finder.sides.get(side)
     if found is None:
         return None
-    centre = np.asarray(found.isthmus_center_lps_mm, float)
-    half = MASK_HALF_LENGTH_MM * np.asarray(found.axis_lps, float)
     try:
-        return measure_trajectory(ct, centre - half, centre + half, side,
+        return measure_trajectory(ct, *corridor_ends(found, MASK_HALF_LENGTH_MM), side,
                                   lr_direction_lps=lr_direction_lps)
     except MeasurementError:
         return None

@@ -84,7 +84,7 @@ def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.nda
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
     if len(first) == len(planes):
         # no plane shared: sampled in their own order (no gather of the samples)
-        first, inv = np.arange(len(planes)), np.arange(len(planes))
+        first = np.arange(len(planes))
     # continuous indices are affine in the points: plane centres + radius x ray direction
     img = crop.image
     c_idx = geometry.lps_to_index(img, planes[first])                           # (P, 3) ijk
@@ -103,16 +103,15 @@ def ray_profiles(crop: LocalCT, centers: np.ndarray, axis: np.ndarray, u: np.nda
         vals[b0:b0 + len(cb)] = ndimage.map_coordinates(
             crop.array64, k.reshape(3, -1), order=1, mode="constant", cval=-1000.0,
             output=np.float32).reshape(len(cb), N_RAYS, len(RADII))
-    inv = inv.reshape(len(centers), SLAB_SAMPLES)
-    if len(first) == len(planes):
-        vals = vals.reshape(len(centers), SLAB_SAMPLES, N_RAYS, len(RADII))
-        out = vals[:, 0].astype(np.float64)   # float32 samples summed in float64
-        for q in range(1, SLAB_SAMPLES):      # the same summation order as one plane at a time
-            out += vals[:, q]
-        return out / SLAB_SAMPLES
-    out = vals[inv[:, 0]].astype(np.float64)
-    for q in range(1, SLAB_SAMPLES):
-        out += vals[inv[:, q]]
+    if len(first) == len(planes):           # in their own order: a view, no gather
+        by_plane = vals.reshape(len(centers), SLAB_SAMPLES, N_RAYS, len(RADII))
+        plane = lambda q: by_plane[:, q]    # noqa: E731
+    else:
+        inv = inv.reshape(len(centers), SLAB_SAMPLES)
+        plane = lambda q: vals[inv[:, q]]   # noqa: E731
+    out = plane(0).astype(np.float64)       # float32 samples summed in float64
+    for q in range(1, SLAB_SAMPLES):        # the same summation order as one plane at a time
+        out += plane(q)
     return out / SLAB_SAMPLES
 
 

@@ -62,6 +62,15 @@ class SegmentationCheck:
                 "max_mpd_difference_mm": MAX_MPD_DIFFERENCE_MM}
 
 
+def corridor_ends(found, half_length_mm: float) -> tuple:
+    """(entry, target) LPS mm of the finder's corridor on one side (a
+    :class:`c2net.pedicle_finder.FoundPedicle`): the line through its isthmus along its tube
+    axis, ``half_length_mm`` either side."""
+    centre = np.asarray(found.isthmus_center_lps_mm, float)
+    half = half_length_mm * np.asarray(found.axis_lps, float)
+    return centre - half, centre + half
+
+
 def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None,
                      scan_blur_mm: Optional[float] = None) -> PedicleMeasurement:
     """The finder's answer on one side (a :class:`c2net.pedicle_finder.FoundPedicle`) measured
@@ -77,11 +86,10 @@ def measure_corridor(ct, found, cortical_density_hu: Optional[float] = None,
     diameter moments; without it sigma_k = 0 (the voxel grid's part of the blur alone)."""
     from ..measure import measure_trajectory
 
-    centre = np.asarray(found.isthmus_center_lps_mm, float)
-    half = CHECK_HALF_LENGTH_MM * np.asarray(found.axis_lps, float)
     # the check compares isthmus positions and MPDs only: the reader's transverse widths (the
     # canal read along the tube) are not needed
-    return measure_trajectory(ct, centre - half, centre + half, found.side, step_mm=CHECK_STEP_MM,
+    return measure_trajectory(ct, *corridor_ends(found, CHECK_HALF_LENGTH_MM), found.side,
+                              step_mm=CHECK_STEP_MM,
                               transverse=False, cortical_density_hu=cortical_density_hu,
                               scan_blur_mm=scan_blur_mm)
 
