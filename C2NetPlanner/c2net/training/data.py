@@ -445,7 +445,14 @@ def _affine_2d(img: np.ndarray, center_rc: Sequence[float], out_hw: Sequence[int
 
 @dataclass
 class SegAugment:
-    """In-plane CT augmentations for the U-Net (no left-right flips: classes are patient sides)."""
+    """In-plane CT augmentations for the U-Net.
+
+    A plain left-right flip would be wrong (the classes are patient sides); ``p_mirror``
+    instead mirrors the whole volume across the sagittal plane through the ROI centre **and
+    swaps the two pedicle classes** with it, so "left" stays the patient's left: a mirrored
+    neck is a plausible neck whose left pedicle is the original right one. It doubles the
+    pedicles each side learns from (useful when a few real scans are all there is).
+    """
 
     max_rotation_deg: float = 10.0
     scale_range: Tuple[float, float] = (0.9, 1.1)
@@ -461,6 +468,10 @@ class SegAugment:
     #: elastically deformed and given a drawn slice profile.
     p_randomise: float = 1.0
     elastic: bool = True
+    #: Share of patches mirrored left-right with the sides swapped (0: never; c2net-unet
+    #: 1.0.0 and 2.0.0 were trained without it). No random draw is made when 0, so runs
+    #: without it stay identical.
+    p_mirror: float = 0.0
 
 
 class SegSampler:
@@ -510,6 +521,9 @@ class SegSampler:
                 k = int(rng.choice(len(self.volumes), p=self.weights))
             hu, tg = self.volumes[k]["hu"], self.volumes[k]["target"]
             fr = self.volumes[k]["fraction"]
+            if a.p_mirror > 0 and rng.random() < a.p_mirror:
+                # mirror L (the last axis, symmetric margins) and swap left <-> right
+                hu, tg, fr = hu[..., ::-1], tg[..., ::-1], fr[::-1, ..., ::-1]
             j = rng.integers(-self.margin, self.margin + 1, size=3)
             s0, p0, l0 = (self.margin + j)
             ped = self._ped_slices[k]

@@ -72,6 +72,7 @@ class TrainConfig:
     #                                           measurement's own error on the training cases)
     real_manifest: Optional[str] = None       # seg: extra CT manifest (real scans), training only
     real_share: float = 0.3                   # seg: share of patches drawn from real_manifest
+    p_mirror: float = 0.0                     # seg: share of patches mirrored L-R, sides swapped
     quiet: bool = False
     extra: Dict = field(default_factory=dict)
 
@@ -372,7 +373,8 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
                    + [share / len(real_vols)] * len(real_vols))
     sampler = D.SegSampler(train_vols, D.SEG_ROI_MM, m, cfg.patch,
                            augment=D.SegAugment(domain_randomisation=cfg.domain_randomisation,
-                                                p_randomise=cfg.p_randomise),
+                                                p_randomise=cfg.p_randomise,
+                                                p_mirror=cfg.p_mirror),
                            weights=weights)
     xv, yv = D.seg_validation_set([vols[i] for i in va], D.SEG_ROI_MM, m, cfg.val_slices, cfg.seed)
     yv_labels = hard_labels(yv)
@@ -412,6 +414,9 @@ def train_seg(manifest: Path, out_dir: Path, cfg: Optional[TrainConfig] = None) 
         statement += (f"; plus {len(real_cases)} real CT(s) for training only "
                       f"({', '.join(c.patient_id for c in real_cases)}; "
                       f"{100 * cfg.real_share:.0f} % of the patches)")
+    if cfg.p_mirror > 0:
+        statement += (f"; {100 * cfg.p_mirror:.0f} % of the patches mirrored left-right with "
+                      "the pedicle sides swapped")
     if cfg.domain_randomisation:
         statement += (f"; SynthSeg-style domain randomisation of {100 * cfg.p_randomise:.0f} % "
                       "of the patches (c2net.training.randomise)")
@@ -667,6 +672,9 @@ def _train_cls_slabs(manifest: Path, out_dir: Path, cfg: TrainConfig) -> dict:
                  + f"; isthmus slices re-cut around the isthmus measured by c2net.measure on the "
                    f"true masks ({n_meas} of {len(sl.y)} sides; the rest at the true isthmus), "
                    f"centre jittered by sd {', '.join(f'{v:.2f}' for v in jitter)} mm (x, y, z)")
+    if cfg.p_mirror > 0:
+        statement += (f"; {100 * cfg.p_mirror:.0f} % of the patches mirrored left-right with "
+                      "the pedicle sides swapped")
     if cfg.domain_randomisation:
         statement += (f"; SynthSeg-style domain randomisation of {100 * cfg.p_randomise:.0f} % "
                       "of the items (c2net.training.randomise)")
