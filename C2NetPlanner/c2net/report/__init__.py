@@ -35,10 +35,11 @@ from ..output_folder import output_folder
 from ..results import SIDES, Assessment
 from .attention_files import ATTENTION_NRRD, write_attention_file
 from .csv_report import REPORT_CSV, write_csv_report
-from .figures import all_side_views, png_bytes, render_strip, render_views
+from .figures import all_side_views, render_strip, render_views
 from .gif import GIF_NAMES, write_gif
 from .html_report import REPORT_HTML, write_html_report
 from .json_report import REPORT_JSON, report_dict, sha256_file, write_json_report
+from .pdf_canvas import FlateImage
 from .pdf_report import REPORT_PDF, write_pdf_report
 from .segmentation_files import SEG_NIFTI, SEG_NRRD, write_segmentation_files
 
@@ -118,7 +119,9 @@ def _write_pictures_and_documents(assessment: Assessment, report: dict, tmp: Pat
     classifier_ids = {s: assessment.sides[s].prediction.model_id for s in SIDES
                       if s in assessment.sides and assessment.sides[s].prediction is not None}
     write_csv_report(report, tmp, classifier_ids)
-    pngs = {side: {k: png_bytes(img) for k, img in d.items()} for side, d in pictures.items()}
+    # each picture compressed once: the same data is the HTML's PNG and the PDF's image
+    flate = {side: {k: FlateImage(img) for k, img in d.items()} for side, d in pictures.items()}
+    pngs = {side: {k: f.png() for k, f in d.items()} for side, d in flate.items()}
     write_html_report(report, tmp, pngs)
-    write_pdf_report(report, tmp, pictures)
+    write_pdf_report(report, tmp, flate)
     return names + [REPORT_CSV, REPORT_HTML, REPORT_PDF]

@@ -5,7 +5,8 @@ The report needs no more than that, and drawing it directly costs a few millisec
 plotting library's PDF backend costs about a second to import. Text is real text
 (Helvetica / Helvetica-Bold, WinAnsi encoding; characters those fonts lack are spelt in ASCII
 by :func:`pdf_text`), so a report stays searchable and sharp at any zoom. Images are embedded
-losslessly (8-bit RGB, Flate) at their own pixel size and scaled by the page, never resampled.
+losslessly (8-bit RGB, Flate with PNG row filters: :class:`FlateImage`) at their own pixel
+size and scaled by the page, never resampled.
 
     page = Page()
     page.text(0.06, 0.96, "C2NetPlanner", size=17, bold=True, va="center")
@@ -18,6 +19,7 @@ figure. Research use only - not a medical device.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -32,6 +34,42 @@ ASCENT, DESCENT = 0.718, 0.207
 LINE_SPACING = 1.2
 #: Flate level of the embedded images: 1 is ~5x faster than 6 at ~15 % larger files.
 IMAGE_COMPRESSION = 1
+
+
+class FlateImage:
+    """An 8-bit RGB picture deflated once for both documents: its rows PNG-filtered ("Up":
+    each byte minus the one above it, which suits pictures of CT) and compressed with zlib.
+    The same bytes are a PNG's image data (:meth:`png`, for the HTML) and a PDF image stream
+    (FlateDecode with the PNG predictor, :meth:`Page.image`), so the report compresses each
+    picture once instead of twice (Pillow's PNG encoder, then raw RGB for the PDF); the Up
+    filter also makes the PDF's images about half the size of unfiltered ones. Lossless: the
+    decoded pixels are the picture's own."""
+
+    def __init__(self, img, level: int = IMAGE_COMPRESSION):
+        a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.uint8)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise ValueError("page images must be RGB")
+        self.height, self.width = int(a.shape[0]), int(a.shape[1])
+        rows = a.reshape(self.height, self.width * 3)
+        filtered = np.empty((self.height, self.width * 3 + 1), np.uint8)
+        filtered[:, 0] = 2                                  # PNG filter type 2: Up
+        filtered[0, 1:] = rows[0]                           # the row above the first is zero
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])   # modulo 256
+        self.data = zlib.compress(filtered.tobytes(), level)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        return self.width, self.height
+
+    def png(self) -> bytes:
+        """The picture as a PNG file (8-bit RGB, the same compressed data)."""
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return (struct.pack(">I", len(body)) + kind + body
+                    + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", self.data)
+                + chunk(b"IEND", b""))
 
 _NAMED = {"white": "#ffffff", "black": "#000000"}
 _SPELL = {"\u2265": ">=", "\u2264": "<=", "\u2192": "->", "\u2212": "-", "\u2009": " "}
@@ -85,7 +123,7 @@ class Page:
     def __init__(self, size_pt: Tuple[float, float] = A4_PT):
         self.size_pt = size_pt
         self._ops: List[str] = []
-        self.images: List[Tuple[int, int, bytes]] = []     # (width, height, RGB bytes)
+        self.images: List[FlateImage] = []
 
     def _pt(self, x: float, y: float) -> Tuple[float, float]:
         return x * self.size_pt[0], y * self.size_pt[1]
@@ -127,12 +165,9 @@ class Page:
         self._ops.append(" ".join(ops))
 
     def image(self, img, x0: float, y0: float, width: float, height: float) -> None:
-        """An RGB image (PIL image or (H, W, 3) uint8 array) filling the box whose bottom-left
-        corner is (x0, y0)."""
-        a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.uint8)
-        if a.ndim != 3 or a.shape[2] != 3:
-            raise ValueError("page images must be RGB")
-        self.images.append((a.shape[1], a.shape[0], np.ascontiguousarray(a).tobytes()))
+        """An RGB image (PIL image, (H, W, 3) uint8 array or :class:`FlateImage`) filling the
+        box whose bottom-left corner is (x0, y0)."""
+        self.images.append(img if isinstance(img, FlateImage) else FlateImage(img))
         x, y = self._pt(x0, y0)
         w, h = width * self.size_pt[0], height * self.size_pt[1]
         self._ops.append(f"q {w:.2f} 0 0 {h:.2f} {x:.2f} {y:.2f} cm /Im{len(self.images)} Do Q")
@@ -166,10 +201,11 @@ def write_pdf(path: Union[str, Path], pages: Sequence[Page], title: str = "",
     kids = []
     for page in pages:
         xobjects = []
-        for i, (w, h, data) in enumerate(page.images, 1):
-            n = add(stream(f"/Type /XObject /Subtype /Image /Width {w} /Height {h} "
-                           "/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode",
-                           zlib.compress(data, IMAGE_COMPRESSION)))
+        for i, im in enumerate(page.images, 1):
+            n = add(stream(f"/Type /XObject /Subtype /Image /Width {im.width} "
+                           f"/Height {im.height} /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+                           "/Filter /FlateDecode /DecodeParms << /Predictor 15 /Colors 3 "
+                           f"/BitsPerComponent 8 /Columns {im.width} >>", im.data))
             xobjects.append(f"/Im{i} {n} 0 R")
         contents = add(stream("/Filter /FlateDecode", zlib.compress(page.content(), 6)))
         resources = (f"<< /Font << /F1 {fonts[0]} 0 R /F2 {fonts[1]} 0 R >> "

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from PIL import Image
 
 from .. import DISCLAIMER
 from ..results import SIDES
 from . import summary as S
-from .pdf_canvas import A4_PT, Page, pdf_text, write_pdf
+from .pdf_canvas import A4_PT, FlateImage, Page, pdf_text, write_pdf
+
+#: a picture as drawn (Pillow) or already compressed for the page
+Picture = Union[Image.Image, FlateImage]
 
 __all__ = ["REPORT_PDF", "write_pdf_report", "pdf_text"]
 
@@ -103,7 +106,7 @@ def _side_table(page: Page, report: Mapping[str, Any], top: float) -> float:
     return y
 
 
-def _place(page: Page, img: Image.Image, x_centre: float, top: float, max_w: float,
+def _place(page: Page, img: Picture, x_centre: float, top: float, max_w: float,
            max_h: float) -> float:
     """Place ``img`` (its own pixels, scaled by the page) centred at ``x_centre`` below ``top``;
     return the bottom y (page fraction)."""
@@ -161,7 +164,7 @@ def _basis_block(page: Page, report: Mapping[str, Any], top: float) -> float:
     return y
 
 
-def _page_one(report: Mapping[str, Any], images: Dict[str, Dict[str, Image.Image]]) -> Page:
+def _page_one(report: Mapping[str, Any], images: Dict[str, Dict[str, Picture]]) -> Page:
     page = _page()
     y = _identifiers(page, report, 0.915)
     y = _side_table(page, report, y - 0.006)
@@ -182,7 +185,7 @@ def _page_one(report: Mapping[str, Any], images: Dict[str, Dict[str, Image.Image
 
 
 def write_pdf_report(report: Mapping[str, Any], out_dir: Path,
-                     images: Dict[str, Dict[str, Image.Image]]) -> Path:
+                     images: Dict[str, Dict[str, Picture]]) -> Path:
     """Write ``report.pdf`` (A4) into ``out_dir`` and return its path.
 
     ``images`` maps side -> {"views": axial+oblique picture, "strip": five-slice strip}.
