@@ -142,13 +142,28 @@ def _default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _session(path: Path, threads: int):
+def session_options(threads: int):
+    """ONNX Runtime options of every c2net session: ``threads`` intra-op threads, one inter-op
+    thread, and no spin-waiting between operators. Spinning keeps the pool's threads busy
+    after each parallel section; in this pipeline other work (the anatomical finder, the
+    measurement's workers, a second batch worker) runs beside the networks on the same few
+    cores, and the spinning threads take those cores from it (the U-Net's 16-slice call on a
+    busy two-core machine: 0.33 -> 0.27 s wall, CPU 0.165 -> 0.135 s)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = session_options(threads)
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
