@@ -41,6 +41,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .background import Background
 from .errors import InputError, SegmentationError
 from .geometry import AIR_HU, canonical_crop, input_region, paste_region, resample_like, sub_grid
 from .models import OnnxModel, load_model
@@ -115,11 +116,14 @@ def keep_plausible_components(labels: np.ndarray, min_voxels: int = MIN_PEDICLE_
         comp, n = ndimage.label(labels == cls, structure=struct)
         if n == 0:
             continue
-        sizes = np.bincount(comp.ravel())[1:]
-        cols = ndimage.center_of_mass(np.ones_like(comp), comp, index=np.arange(1, n + 1))
+        flat = comp.ravel()
+        sizes = np.bincount(flat, minlength=n + 1)[1:]
+        # each component's mean column (sums of whole column numbers: exact in float64)
+        column = np.broadcast_to(np.arange(comp.shape[2], dtype=np.float64), comp.shape)
+        cols = np.bincount(flat, weights=column.ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
         best, best_size = 0, 0
         for k in range(n):
-            on_side = cols[k][2] >= mid - 2 if cls == LEFT else cols[k][2] <= mid + 2
+            on_side = cols[k] >= mid - 2 if cls == LEFT else cols[k] <= mid + 2
             if on_side and sizes[k] >= min_voxels and sizes[k] > best_size:
                 best, best_size = k + 1, sizes[k]
         if best:
@@ -296,20 +300,32 @@ def segment_pedicles_checked(ct: sitk.Image, c2_center_lps_mm: Sequence[float],
     notes: List[str] = []
     model = model or load_model("segmentation", model_dir=model_dir, threads=threads)
     grid = analysis_grid(ct, c2_center_lps_mm, roi_size_mm(model), spine_frame)
+
+    def timed_finder():
+        t0 = time.perf_counter()
+        found = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame, grid=grid,
+                              dens_tip_lps_mm=dens_tip_lps_mm)
+        return found, time.perf_counter() - t0
+
+    # The finder does not need the U-Net's answer: it runs on a worker thread while ONNX
+    # Runtime (outside the interpreter lock) runs the U-Net here; its answer is waited for
+    # before either is used, so the outcome is the same as one after the other.
+    finder_job = Background(timed_finder, name="c2net-finder")
     try:
         unet = segment_pedicles(ct, c2_center_lps_mm, model=model, model_dir=model_dir,
                                 threads=threads, progress=progress, grid=grid)
     except SegmentationError as exc:
         if "outside the scan" in exc.message:
+            finder_job.join()
             raise
         notes.append(f"U-Net: {exc.message}")
+    except BaseException:
+        finder_job.join()   # never leave the worker running past this call
+        raise
     if unet is not None and unet.GetSize() != grid.GetSize():   # a caller's own segmenter
         unet = resample_like(unet, grid, "nearest")
     progress("segment", 1.0, "anatomical pedicle finder")
-    t0 = time.perf_counter()
-    finder = find_pedicles(ct, c2_center_lps_mm, spine_frame=spine_frame, grid=grid,
-                           dens_tip_lps_mm=dens_tip_lps_mm)
-    finder_s = time.perf_counter() - t0
+    finder, finder_s = finder_job.result()
     segmenter: Dict[str, Optional[str]] = {}
     unet_arr = None if unet is None else sitk.GetArrayFromImage(unet)
     finder_arr = None
