@@ -112,3 +112,26 @@ def test_bone_above_the_tip_is_a_body_only_at_a_body_height():
     assert 0.0 < body_above(crop, run, column_top(crop, run, 59)) < BODY_ABOVE_MM   # basion
     crop, run = _column(10, depth=38)                            # C2's body cut by the top
     assert body_above(crop, run, column_top(crop, run, 37)) >= BODY_ABOVE_MM
+
+
+def test_a_body_above_with_a_cancellous_dip_is_still_a_body():
+    """Wrong-level guard (issue 14; phantom 70006, C2 cut through its body at the scan's top,
+    was answered at C3's posterior body wall): the body above the C2/C3 disc read 7 mm, 2 mm of
+    cancellous core (46 % bone in the dens's disc), then bone again up to the scan's top. The
+    core is no disc (a disc is soft across the whole column): the stretch goes on, and the run
+    under it is a lower level."""
+    from c2net.locate.fov import BODY_ABOVE_MM, body_above, column_top
+    crop, run = _column(30, gap_hu=40.0, depth=60)
+    pp, ll = np.ogrid[:40, :40]
+    disc = (pp - 20) ** 2 + (ll - 20) ** 2 <= 25
+    core = disc & (pp <= 20)                        # under half the disc stays bone
+    for k in (37, 38):
+        crop.hu[k][disc] = 700.0
+        crop.hu[k][core] = 180.0
+    k_end = column_top(crop, run, crop.hu.shape[0] - 1)
+    assert k_end == 24
+    assert body_above(crop, run, k_end) >= BODY_ABOVE_MM
+    # a soft gap of the same length is a disc, not a core: the stretch ends there
+    for k in (37, 38):
+        crop.hu[k][disc] = 40.0
+    assert body_above(crop, run, k_end) < BODY_ABOVE_MM

@@ -82,8 +82,9 @@ def c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int,
 
     The column's mean HU in a 6 x 6 mm square is sampled every 1 mm
     (:func:`column_profile`); the C2/C3 disc is the first stretch, 28-52 mm below the tip,
-    whose density falls below halfway between the body and soft tissue. If the scan ends
-    before the disc, C2's body is cut.
+    whose density falls below halfway between the body and soft tissue and rises again within
+    ``MAX_DISC_MM`` (C3's body under a 3-8 mm disc). If the scan ends before the disc, C2's body
+    is cut.
     """
     sp = crop.spacing_mm
     if profile is None:
@@ -95,6 +96,15 @@ def c2_height(crop: Crop, tip_idx: np.ndarray, axis: np.ndarray, k_bottom: int,
     cut = 0.5 * (body + 60.0)
     hi_i = int(C2_HEIGHT_RANGE_MM[1] / sp)
     below = np.nonzero(profile[lo_i:hi_i] < cut)[0]
+    # a disc is a thin soft layer between two bodies: C3's body reads bone again within
+    # MAX_DISC_MM below its top (or the scan ends there). A drop that stays below the cut
+    # further is a change of bone density - the dense dens base above the body's cancellous
+    # core - not a disc; the next drop is looked at instead
+    starts = [i for n, i in enumerate(below) if n == 0 or below[n - 1] != i - 1]
+    reach = int(round(MAX_DISC_MM / sp))
+    below = [i for i in starts
+             if lo_i + i + reach >= len(profile)
+             or np.any(profile[lo_i + i:lo_i + i + reach + 1] >= cut)]
     if len(below):
         height = float((lo_i + below[0]) * sp)
         # C2's inferior articular and spinous processes reach ~10 mm below the disc

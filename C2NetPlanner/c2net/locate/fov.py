@@ -208,21 +208,37 @@ def check_c2_inside_image(image: sitk.Image, centre: np.ndarray, rotation: np.nd
 #: the basion by its density: on blurred scans both read 200-450 HU in the column.
 BODY_ABOVE_GAP_MM = 8.0
 BODY_ABOVE_MM = 12.0
+#: A body's cancellous core reads partly below the 1 mm bone threshold: up to
+#: ``CORE_DIP_MM`` of slices whose dens disc is still at least ``CORE_DIP_BONE`` bone does not
+#: end a body's stretch (a disc or a joint is soft across the whole column, 0-0.2 bone).
+CORE_DIP_MM = 2.0
+CORE_DIP_BONE = 0.25
 
 
 def body_above(crop: Crop, run: DensRun, k_end: int) -> float:
     """Length (mm) of the longest stretch of mostly-bone dens-column slices that starts within
-    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` (0 when none); a stretch that runs
-    into the scan's top counts as ``BODY_ABOVE_MM`` at least."""
+    ``BODY_ABOVE_GAP_MM`` above the column's top ``k_end`` (0 when none; dips of cancellous
+    core up to ``CORE_DIP_MM`` go on); a stretch that runs into the scan's top counts as
+    ``BODY_ABOVE_MM`` at least."""
     sp = crop.spacing_mm
     k_top = column_range(crop, run)[1]
+    dip = max(1, int(round(CORE_DIP_MM / sp)))
     best = 0.0
     k = k_end + 2
     while k <= min(k_top, k_end + int(round(BODY_ABOVE_GAP_MM / sp))):
         if dens_disc_bone(crop, run, k) >= 0.5:
             j = k
-            while j + 1 <= k_top and dens_disc_bone(crop, run, j + 1) >= 0.5:
-                j += 1
+            while j + 1 <= k_top:
+                if dens_disc_bone(crop, run, j + 1) >= 0.5:
+                    j += 1
+                    continue
+                # a short dip of cancellous core with bone again above it goes on
+                ahead = [dens_disc_bone(crop, run, i)
+                         for i in range(j + 1, min(k_top, j + 1 + dip) + 1)]
+                resume = next((n for n, v in enumerate(ahead) if v >= 0.5), None)
+                if resume is None or resume > dip or min(ahead[:resume]) < CORE_DIP_BONE:
+                    break
+                j += resume + 1
             length = (j - k + 1) * sp
             best = max(best, max(length, BODY_ABOVE_MM) if j >= k_top else length)
             k = j + 1
