@@ -5,7 +5,7 @@ Steps (:func:`segment_pedicles`):
 1. Crop a canonical 1 mm ROI around the C2 centre (size from the model metadata, 96 x 96 mm
    in-plane x 48 mm by default; air, -1024 HU, outside the scan).
 2. Window W2000/L800, standardise with the model's training mean/std, three identical channels.
-3. Run the U-Net on every axial slice of the ROI (batches of 4 slices): softmax
+3. Run the U-Net on every axial slice of the ROI (:data:`BATCH` slices per call): softmax
    probabilities of background / left / right.
 4. Per side keep the largest 3D connected component of the 1 mm argmax whose centroid lies on
    that side of the ROI's midline (patient left = +x in LPS) and that is at least
@@ -23,7 +23,8 @@ Result: a uint8 ``sitk.Image`` with the CT's geometry: 0 background, 1 C2 pedicl
 labels in the canonical LPS frame, which never flips: see :mod:`c2net.geometry`).
 
 Two segmenters (:func:`segment_pedicles_checked`, what ``c2net assess`` runs): the U-Net
-above and the training-free anatomical finder (:mod:`c2net.pedicle_finder`). A side the U-Net
+above and the training-free anatomical finder (:mod:`c2net.pedicle_finder`, on a worker thread
+beside the U-Net: it needs none of its answer). A side the U-Net
 leaves empty, implausibly small, a fragment of the pedicle corridor the finder found
 (:data:`MIN_SHARE_OF_FINDER_VOLUME`), or off the pedicle (further than
 :data:`MAX_UNET_TO_FINDER_ISTHMUS_MM` from the isthmus the finder found) takes the finder's mask; every side the U-Net segments is
