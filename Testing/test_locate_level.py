@@ -246,3 +246,30 @@ def test_a_drop_in_bone_density_that_stays_is_no_disc():
     disc = np.r_[np.full(4, 60.0), np.full(34, 550.0), np.full(5, 50.0), np.full(20, 450.0)]
     height, found, bottom_cut = c2_height(crop, tip, axis, 0, disc)
     assert (height, found, bottom_cut) == (38.0, True, False)
+
+
+def test_bone_going_on_up_in_front_of_the_tip_is_a_body_not_a_dens():
+    """Wrong-level guard (CThead turned 20 degrees, answered 20 mm low): the 'dens' was an island
+    at C2's posterior body wall; 6-8 mm in front of it the real dens's bone went on upwards for
+    18 mm. In front of a dens tip there is only its joint with C1's anterior arch, a bar about
+    10 mm tall around the dens's upper part."""
+    from c2net.locate.crop import Crop
+    from c2net.locate.fov import BODY_ABOVE_MM, bone_in_front_above
+    hu = np.full((60, 40, 40), 40.0, np.float32)
+    pp, ll = np.ogrid[:40, :40]
+    island = (pp - 24) ** 2 + (ll - 20) ** 2 <= 9
+    for k in range(10, 20):
+        hu[k][island] = 700.0
+    slices = [SliceCue(k=k, island=True, width_mm=6.0, area_mm2=28.0, arch_in_front=True,
+                       masses_beside=1, centre_pl=(24.0, 20.0)) for k in range(10, 20)]
+    run = DensRun(k_lo=10, k_hi=19, score=16.0, slices=slices)
+    crop = Crop(hu=hu, valid=np.ones(hu.shape, bool), origin=np.zeros(3), spacing_mm=1.0)
+    front = (pp >= 14) & (pp <= 19) & (np.abs(ll - 20) <= 4)
+    arch = hu.copy()
+    for k in range(12, 27):                      # C1's arch: ends 7 mm above the tip
+        arch[k][front] = 800.0
+    assert bone_in_front_above(Crop(hu=arch, valid=crop.valid, origin=crop.origin,
+                                    spacing_mm=1.0), run, 19) < BODY_ABOVE_MM
+    for k in range(22, 42):                      # the dens, in front of and above the island
+        hu[k][front] = 800.0
+    assert bone_in_front_above(crop, run, 19) >= BODY_ABOVE_MM

@@ -276,12 +276,11 @@ def test_readings_a_level_apart_answer_the_dens_inside_the_c1_ring(scan, axis, d
     assert loc.evidence.get("readings_overruled")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14, open: the dens's slices do not chain into a "
-                   "run on CThead's 2 mm slices turned 20 degrees, and C2's posterior body wall "
-                   "passes for a dens inside the C1 ring")
 def test_cthead_turned_20_is_c2_or_refused():
     """CThead turned 20 degrees (the same voxels, a rotated direction; session 4): answered 20 mm
-    below C2 along the spine (a wrong level). C2 at its level, or a refusal as not found."""
+    below C2 along the spine (a wrong level) on an island at C2's posterior body wall, with
+    the dens's bone going on upwards 6-8 mm in front of it. C2 at its level, or a refusal as
+    not found (session 5: refused, the dens's own slices still do not chain into a run)."""
     image, ref = _load("cthead_approxHU.nii.gz"), _reader_midpoint("cthead")
     posed, up = _posed(image, "z", 20.0, ref)
     try:

@@ -73,6 +73,7 @@ from .disc import (
 from .fov import (
     BODY_ABOVE_MM,
     body_above,
+    bone_in_front_above,
     check_c2_inside_image,
     check_cut_column_above,
     column_range,
@@ -709,6 +710,15 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
             f"has {above:.0f} mm of vertebral body above it after a gap: it is a lower "
             "level, not the dens.", "Give a seed point on C2 (--seed X Y Z, or one click in "
             "Slicer), or check that the scan covers C1 and the whole dens.", code="c2_not_found")
+    front = bone_in_front_above(crop, run, k_end)
+    if front >= BODY_ABOVE_MM:
+        z = crop.index_to_lps(np.array([k_end, *run.slices[-1].centre_pl]))[2]
+        raise LocalisationError(
+            f"C2 was not found: the best dens candidate (bone column up to z {z:.0f} mm LPS) "
+            f"has {front:.0f} mm of bone going on upwards just in front of its tip, where the "
+            "dens has only its joint with C1's arch: it is the back of a vertebral body, not "
+            "the dens.", "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a "
+            "vertebra label map.", code="c2_not_found")
     upper = run.slices[-min(len(run.slices), 4):]
     tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
     tip_idx = np.array([min(k_end + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])

@@ -245,3 +245,48 @@ def body_above(crop: Crop, run: DensRun, k_end: int) -> float:
         else:
             k += 1
     return best
+
+
+#: Wrong-level guard: just in front of the dens tip lie the atlanto-dental joint and C1's
+#: anterior arch, a bar ~10 mm tall around the dens's upper part; C2's bone does not go on
+#: upwards there. Seen at ``FRONT_OFFSETS_MM`` in front of the run's centre (past a dens's
+#: 4-5 mm half-depth: the joint and the arch), a column of bone that starts within
+#: ``BODY_ABOVE_GAP_MM`` above the candidate's tip and runs on for ``BODY_ABOVE_MM`` (a body's
+#: height) at both offsets is the dens or a body in front of and above the candidate: the
+#: candidate is the posterior wall of a body (C2's own body below its dens, C3's), not a dens
+#: (CThead turned 20 degrees: 18 mm of bone, answered 20 mm low; on the real variants and
+#: phantoms at C2: at most 6 and 4 mm).
+FRONT_OFFSETS_MM = (6.0, 8.0)
+FRONT_DISC_RADIUS_MM = 3.0
+
+
+def bone_in_front_above(crop: Crop, run: DensRun, k_end: int) -> float:
+    """Length (mm) of bone going on upwards just in front of the run's tip: the shorter, over
+    ``FRONT_OFFSETS_MM``, of the longest mostly-bone stretch (a disc of
+    ``FRONT_DISC_RADIUS_MM``; voxels outside the scan are not bone) starting within
+    ``BODY_ABOVE_GAP_MM`` above ``k_end``."""
+    sp = crop.spacing_mm
+    p, lat = _run_centre(run)
+    k_top = column_range(crop, run)[1]
+    pp, ll = np.ogrid[:crop.hu.shape[1], :crop.hu.shape[2]]
+    r = FRONT_DISC_RADIUS_MM / sp
+    lengths = []
+    for off in FRONT_OFFSETS_MM:
+        disc = (pp - (p - off / sp)) ** 2 + (ll - lat) ** 2 <= r ** 2
+        if not disc.any():
+            return 0.0
+        bone = [float(np.mean((crop.hu[k][disc] > BONE_HU_1MM) & crop.valid[k][disc])) >= 0.5
+                for k in range(k_end + 1, k_top + 1)]
+        best, i = 0, 0
+        while i < len(bone):
+            if bone[i]:
+                j = i
+                while j + 1 < len(bone) and bone[j + 1]:
+                    j += 1
+                if i * sp <= BODY_ABOVE_GAP_MM:
+                    best = max(best, j - i + 1)
+                i = j + 1
+            else:
+                i += 1
+        lengths.append(best * sp)
+    return float(min(lengths))
