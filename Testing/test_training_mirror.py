@@ -74,3 +74,21 @@ def test_half_mirrored_mix_has_both_looks_on_each_side():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
+
+
+def test_cli_mirror_option_reaches_the_training_config(monkeypatch, tmp_path):
+    """`c2net train seg --mirror P` sets TrainConfig.p_mirror (default 0: no mirrored patches)."""
+    import argparse
+
+    from c2net.commands import train as cmd
+
+    seen = []
+    monkeypatch.setattr("c2net.training.train.train_seg",
+                        lambda m, o, cfg: seen.append(cfg) or {
+                            "best_epoch": 1, "best_val_loss": 0.1, "stop_reason": "x"})
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    for extra, want in (([], 0.0), (["--mirror", "0.5"], 0.5)):
+        a = p.parse_args(["seg", "--manifest", "m.csv", "--out", str(tmp_path)] + extra)
+        assert cmd.run(a) == 0
+        assert seen[-1].p_mirror == want

@@ -79,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'python -m c2net.training.real_labels'), used for training only")
     parser.add_argument("--real-share", type=float, default=0.3,
                         help="seg: share of the training patches drawn from --real-manifest")
+    parser.add_argument("--mirror", type=float, default=0.0, metavar="P",
+                        help="seg: share of the training patches mirrored left-right with the "
+                             "two pedicle classes swapped (default 0: none)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         init_from=str(args.init_from) if args.init_from else None,
         domain_randomisation=args.domain_randomisation, p_randomise=args.p_randomise,
         real_manifest=str(args.real_manifest) if args.real_manifest else None,
-        real_share=args.real_share, centre_jitter_mm=args.centre_jitter_mm)
+        real_share=args.real_share, centre_jitter_mm=args.centre_jitter_mm,
+        p_mirror=args.mirror)
     fn = train_seg if args.network == "seg" else train_cls
     splits = range(args.repeats) if args.all_splits else [args.split]
     summaries = []
