@@ -692,23 +692,23 @@ def _c2_from_dens(image: sitk.Image, crop: Crop, frame: SpineFrame, run: DensRun
             "C2 is not fully in the field of view: the dens reaches the top of the scan "
             f"(bone column up to z {crop.index_to_lps(np.array([k_top, 0, 0]))[2]:.0f} mm LPS).",
             "Use a scan that covers the whole dens and C1.", code="c2_partly_in_fov")
+    def not_the_dens(what: str, hint: str) -> LocalisationError:
+        z = crop.index_to_lps(np.array([k_end, *run.slices[-1].centre_pl]))[2]
+        return LocalisationError(
+            f"C2 was not found: the best dens candidate (bone column up to z {z:.0f} mm LPS) "
+            f"has {what}", "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), "
+            + hint, code="c2_not_found")
+
     above = body_above(crop, run, k_end)
     if above >= BODY_ABOVE_MM:
-        z = crop.index_to_lps(np.array([k_end, *run.slices[-1].centre_pl]))[2]
-        raise LocalisationError(
-            f"C2 was not found: the best dens candidate (bone column up to z {z:.0f} mm LPS) "
-            f"has {above:.0f} mm of vertebral body above it after a gap: it is a lower "
-            "level, not the dens.", "Give a seed point on C2 (--seed X Y Z, or one click in "
-            "Slicer), or check that the scan covers C1 and the whole dens.", code="c2_not_found")
+        raise not_the_dens(f"{above:.0f} mm of vertebral body above it after a gap: it is a "
+                           "lower level, not the dens.",
+                           "or check that the scan covers C1 and the whole dens.")
     front = bone_in_front_above(crop, run, k_end)
     if front >= BODY_ABOVE_MM:
-        z = crop.index_to_lps(np.array([k_end, *run.slices[-1].centre_pl]))[2]
-        raise LocalisationError(
-            f"C2 was not found: the best dens candidate (bone column up to z {z:.0f} mm LPS) "
-            f"has {front:.0f} mm of bone going on upwards just in front of its tip, where the "
-            "dens has only its joint with C1's arch: it is the back of a vertebral body, not "
-            "the dens.", "Give a seed point on C2 (--seed X Y Z, or one click in Slicer), or a "
-            "vertebra label map.", code="c2_not_found")
+        raise not_the_dens(f"{front:.0f} mm of bone going on upwards just in front of its tip, "
+                           "where the dens has only its joint with C1's arch: it is the back of "
+                           "a vertebral body, not the dens.", "or a vertebra label map.")
     upper = run.slices[-min(len(run.slices), 4):]
     tip_pl = np.mean([c.centre_pl for c in upper], axis=0)
     tip_idx = np.array([min(k_end + 1.5 / sp, k_top + 0.5), tip_pl[0], tip_pl[1]])
