@@ -412,11 +412,3 @@ def render_strip(side: SideAssessment, threshold: Optional[float] = None,
         d.text((x + tw / 2, head - 3), f"slice {s + 1}{tag}", font=font(13), fill=(0, 0, 0),
                anchor="mb")
     return img
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    """PNG encoding of a picture (8-bit RGB, rows Up-filtered, light compression:
-    :class:`c2net.report.pdf_canvas.FlateImage`, whose compressed data the PDF reuses)."""
-    from .pdf_canvas import FlateImage
-
-    return FlateImage(img).png()
