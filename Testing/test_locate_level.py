@@ -211,9 +211,6 @@ def test_c2_cut_at_its_body_is_not_answered_at_c3():
         locate_c2(ph.ct)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14, open: a median (Theil-Sen) slope fixed this and "
-                   "4 real variants, but moved the natives' measured isthmus end to end (centre "
-                   "<= 5 mm 6/6 -> 5/6, |dMPD| <= 0.5 6/6 -> 4/6): reverted in session 5")
 def test_one_displaced_end_slice_does_not_turn_the_step_to_c2():
     """C2's centre is stepped 27 mm down the dens run's axis. On the real variants all five
     answers 5-9 mm from their native answer had one end slice whose island centre lay 3 mm off

@@ -291,8 +291,6 @@ def test_cthead_turned_20_is_c2_or_refused():
     assert _at_c2(loc, ref, up), loc.center_lps_mm
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14, open: the median (Theil-Sen) slope that fixed "
-                   "these moved the natives' measured isthmus end to end; reverted in session 5")
 @pytest.mark.parametrize("scan,axis,deg,resampled", [("cthead", "y", 10.0, False),
                                                      ("cthead", "y", 30.0, True),
                                                      ("vhm", "y", 30.0, True)])
@@ -300,8 +298,7 @@ def test_one_displaced_end_slice_does_not_move_the_answer_off_native(scan, axis,
     """Re-posed real scans (issue 14) answered 5-8 mm from their native answer carried along:
     the dens run's end slice held a sliver of the arch or the body (its island centre 3 mm off
     the rest), and the least-squares slope of the run turned the 27 mm step to C2's centre.
-    With the median of the slopes between its slices they answered within 5 mm of the native
-    (session 5), but that moved the natives end to end and was reverted."""
+    With the median of the slopes between its slices they answer within 5 mm of the native."""
     name = {"vhm": "vhm_head_dicom.tgz", "cthead": "cthead_approxHU.nii.gz"}[scan]
     image, ref = _load(name), _reader_midpoint(scan)
     native = np.asarray(locate_c2(image).center_lps_mm)
